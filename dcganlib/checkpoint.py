@@ -1,0 +1,217 @@
+"""Crash-safe training checkpoints: atomic writes, safe loading, pruning and resume discovery."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import re
+import time
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("epoch", "generator", "discriminator", "opt_g", "opt_d", "config", "history")
+
+_PATTERN = "ckpt_epoch_*.pt"
+_TMP_MARK = ".tmp-"
+# Temp files left by a process killed mid-save are deleted by a later save_checkpoint, but only if they were
+# last written before this module was imported: a newer one may belong to a save still running elsewhere.
+_STARTED_AT = time.time()
+# A subset of what torch.load(weights_only=True) accepts. Types are matched exactly: subclasses such as
+# numpy.float64, IntEnum or namedtuple pickle as their own class and would make the file unloadable.
+_LEAF_TYPES = (bool, int, float, str, type(None), torch.dtype, torch.device, torch.Size)
+_DICT_TYPES = (dict, OrderedDict)
+_SEQ_TYPES = (list, tuple)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or read; the message names the file and what to do."""
+
+
+def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
+    """Return the folder holding a run's checkpoints."""
+    return Path(run_dir) / "checkpoints"
+
+
+def checkpoint_name(epoch: int, batch_in_epoch: int = 0) -> str:
+    """Return the file name for a checkpoint taken after `epoch` epochs and `batch_in_epoch` more batches."""
+    # Fixed widths keep lexicographic order chronological, which latest_checkpoint and pruning rely on.
+    if not 0 <= epoch <= 9999 or not 0 <= batch_in_epoch <= 999_999:
+        raise ValueError(
+            f"need 0 <= epoch <= 9999 and 0 <= batch_in_epoch <= 999999, got {epoch}, {batch_in_epoch}"
+        )
+    if batch_in_epoch:
+        return f"ckpt_epoch_{epoch:04d}_batch_{batch_in_epoch:06d}.pt"
+    return f"ckpt_epoch_{epoch:04d}.pt"
+
+
+def save_atomic(obj: object, path: str | os.PathLike) -> Path:
+    """Write `obj` with torch.save so that `path` holds either the old file or the complete new one."""
+    path = Path(path)
+    # Same folder as the target, so os.replace is a rename on one filesystem, never a copy.
+    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
+    try:
+        with tmp.open("wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)  # os.replace: atomic, and overwrites on Windows too
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(
+                f"Could not write checkpoint {path}: {exc.strerror or exc}. Free some disk space or choose a "
+                "writable run directory; any earlier file at that path is unchanged."
+            ) from exc
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself survive a power cut. Windows cannot open folders, and some network/FUSE
+    # mounts (Google Drive) refuse directory fsync; the file data is already synced, so skip quietly.
+    if os.name == "nt":
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _check_plain(value: object, where: str) -> None:
+    if isinstance(value, torch.Tensor) or type(value) in _LEAF_TYPES:
+        return
+    if type(value) in _DICT_TYPES:
+        for key, item in value.items():
+            _check_plain(key, f"{where} key {key!r}")
+            _check_plain(item, f"{where}[{key!r}]")
+    elif type(value) in _SEQ_TYPES:
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    else:
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        raise TypeError(
+            f"{where} is a {kind}; checkpoints hold only tensors "
+            "and int/float/str/bool/None in dicts, lists and tuples (convert it: str(path), float(x), ...)."
+        )
+
+
+def save_checkpoint(state: dict, run_dir: str | os.PathLike, *, keep: int = 3) -> Path:
+    """Atomically save a training state under checkpoint_dir(run_dir), then prune to the newest `keep`."""
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks required keys: {', '.join(missing)}")
+    # Checked before writing: an unloadable value would otherwise only surface when resuming.
+    _check_plain(state, "state")
+    try:
+        from . import __version__ as library_version
+    except ImportError:
+        library_version = "unknown"
+    payload = {**state, "format_version": FORMAT_VERSION, "library_version": library_version}
+
+    directory = checkpoint_dir(run_dir)
+    name = checkpoint_name(state["epoch"], state.get("batch_in_epoch", 0))
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(
+            f"Could not create checkpoint folder {directory}: {exc.strerror or exc}. "
+            "Choose a writable run directory."
+        ) from exc
+    written = save_atomic(payload, directory / name)
+    _prune(directory, written, keep)
+    return written
+
+
+def _prune(directory: Path, written: Path, keep: int) -> None:
+    # The save already succeeded, so a file that cannot be deleted is only worth a warning.
+    stale = [p for p in sorted(directory.glob(_PATTERN))[:-keep] if p != written]
+    stale += [p for p in directory.glob(f".*{_TMP_MARK}*") if _older_than_process(p)]
+    for p in stale:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError as exc:
+            warnings.warn(f"Could not delete old checkpoint file {p}: {exc.strerror or exc}", stacklevel=3)
+
+
+def _older_than_process(path: Path) -> bool:
+    try:
+        return path.stat().st_mtime < _STARTED_AT
+    except OSError:
+        return False
+
+
+def _unusable(path: Path, reason: str, advice: str = "") -> CheckpointError:
+    advice = advice or "Delete or move it and resume from an earlier checkpoint, or start the run afresh."
+    return CheckpointError(f"Checkpoint {path} is unusable: {reason}. {advice}")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Load and validate a checkpoint without ever unpickling arbitrary objects."""
+    path = Path(path)
+    try:
+        # weights_only: a checkpoint downloaded from the web may be hostile, and full unpickling runs code.
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise _unusable(path, "it does not exist", "Check the path and that the drive is mounted.") from None
+    except OSError as exc:
+        raise _unusable(path, f"it cannot be read ({exc.strerror or exc})", "Check its permissions.") from exc
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported (global: GLOBAL \S+|[^\n]*)", str(exc))
+        detail = found.group(0) if found else "unreadable data"
+        raise _unusable(path, f"it is damaged or holds more than tensors and plain data ({detail})") from exc
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise _unusable(path, f"it is empty, truncated or not a torch checkpoint ({first_line})") from exc
+
+    if not isinstance(ckpt, dict):
+        raise _unusable(path, f"it holds a {type(ckpt).__name__}, not a checkpoint dict")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise _unusable(path, f"it lacks the keys {', '.join(missing)}")
+    version = ckpt.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise _unusable(
+            path,
+            f"its format_version {version!r} (written by dcganlib {ckpt.get('library_version', 'unknown')}) "
+            f"is beyond the {FORMAT_VERSION} this dcganlib understands",
+            "Upgrade dcganlib (pip install -U dcganlib) to load it.",
+        )
+    return ckpt
+
+
+def _search(run_dir: str | os.PathLike, map_location: str | torch.device) -> tuple[dict, Path] | None:
+    directory = checkpoint_dir(run_dir)
+    if not directory.is_dir():
+        return None
+    # Temp files start with "." and end in ".tmp-<pid>", so the pattern never matches them.
+    for path in sorted(directory.glob(_PATTERN), reverse=True):
+        try:
+            return load_checkpoint(path, map_location), path
+        except CheckpointError as exc:
+            # stacklevel 3 points past this helper at the caller of latest_checkpoint/load_latest.
+            warnings.warn(f"Skipping {path.name}: {exc}", stacklevel=3)
+    return None
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """Return the newest checkpoint under run_dir that loads and validates, warning about each bad one."""
+    found = _search(run_dir, "cpu")
+    return found[1] if found else None
+
+
+def load_latest(
+    run_dir: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[dict, Path] | None:
+    """Return (state, path) for the newest valid checkpoint under run_dir, or None if there is none."""
+    return _search(run_dir, map_location)

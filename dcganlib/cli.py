@@ -1,0 +1,132 @@
+"""Command line: `python -m dcganlib train|sample|gif|plot|export`. Re-running `train` resumes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, viz
+from .config import DATASETS, LOSSES, PRECISIONS, PRESETS, Config, ConfigError
+from .data import DatasetUnavailableError
+from .latent import noise_for_seed
+from .pretrained import export_generator, load_generator
+from .train import ArchitectureMismatchError, Trainer
+
+# Errors a user can fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
+               FileNotFoundError, ValueError)
+
+
+def _train(args) -> None:
+    run_dir = Path(args.run_dir)
+    overrides = {name: value for name, value in (
+        ("dataset", args.dataset), ("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
+        ("lr", args.lr), ("loss", args.loss), ("precision", args.precision),
+        ("checkpoint_minutes", args.checkpoint_minutes), ("ema_decay", args.ema_decay)) if value is not None}
+    if args.config:
+        config = Config.from_dict({**Config.load_yaml(args.config).to_dict(), **overrides})
+    elif args.preset or args.fresh or checkpoint.latest_checkpoint(run_dir) is None:
+        config = Config.from_preset(args.preset or "mnist28", **overrides)
+    else:  # a bare re-run resumes with the checkpoint's config and only the options given here
+        saved = checkpoint.load_latest(run_dir)[0]["config"]
+        config = Config.from_dict({**saved, **overrides})
+    started = time.monotonic()
+    trainer = Trainer(config, run_dir, resume=not args.fresh, device=args.device)
+    trainer.fit()
+    paths = viz.write_report(run_dir, trainer.history, trainer.sampling_generator, trainer.fixed_noise)
+    print(f"Trained to epoch {trainer.epoch} in {time.monotonic() - started:.0f} s. Wrote:")
+    for path in [*paths.values(), checkpoint.latest_checkpoint(run_dir)]:
+        print(f"  {path}")
+
+
+def _sample(args) -> None:
+    generator = load_generator(args.run_dir)
+    noise = noise_for_seed(args.seed, generator.z_dim, n=args.n)
+    with torch.no_grad():
+        images = generator(noise)
+    print(viz.save_grid(images, args.out, nrow=args.nrow))
+
+
+def _gif(args) -> None:
+    print(viz.make_gif(args.run_dir, args.out, fps=args.fps))
+
+
+def _plot(args) -> None:
+    found = checkpoint.load_latest(args.run_dir)
+    if found is None:
+        raise FileNotFoundError(f"no valid checkpoint in {checkpoint.checkpoint_dir(args.run_dir)}: train first")
+    out_dir = Path(args.out_dir or args.run_dir)
+    history = found[0]["history"]
+    for plot, name in ((viz.plot_losses, "losses.png"), (viz.plot_d_outputs, "d_outputs.png")):
+        plot(history, out_dir / name)
+        print(out_dir / name)
+
+
+def _export(args) -> None:
+    print(export_generator(args.run_dir, args.out))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="python -m dcganlib", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train, or resume the run in --run-dir")
+    train.add_argument("--run-dir", required=True, help="folder for checkpoints, samples and plots")
+    train.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default mnist28 for a new run)")
+    train.add_argument("--config", help="a config.yaml to start from (presets and flags override it)")
+    train.add_argument("--dataset", help=f"{', '.join(DATASETS)} or folder:<path>")
+    train.add_argument("--epochs", type=int, help="total epochs; a resumed run continues up to this")
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--seed", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--loss", choices=LOSSES)
+    train.add_argument("--precision", choices=PRECISIONS)
+    train.add_argument("--ema-decay", type=float, help="e.g. 0.999 to sample from an averaged generator")
+    train.add_argument("--checkpoint-minutes", type=float, help="also checkpoint inside an epoch this often")
+    train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    train.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
+    train.set_defaults(func=_train)
+
+    sample = commands.add_parser("sample", help="write a grid of samples from a run's newest checkpoint")
+    sample.add_argument("--run-dir", required=True)
+    sample.add_argument("--n", type=int, default=64)
+    sample.add_argument("--nrow", type=int, default=8)
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", default="samples.png")
+    sample.set_defaults(func=_sample)
+
+    gif = commands.add_parser("gif", help="turn a run's per-epoch sample grids into a GIF")
+    gif.add_argument("--run-dir", required=True)
+    gif.add_argument("--out", help="default <run-dir>/progress.gif")
+    gif.add_argument("--fps", type=int, default=4)
+    gif.set_defaults(func=_gif)
+
+    plot = commands.add_parser("plot", help="plot a run's loss and D-output curves")
+    plot.add_argument("--run-dir", required=True)
+    plot.add_argument("--out-dir", help="default: the run dir")
+    plot.set_defaults(func=_plot)
+
+    export = commands.add_parser("export", help="write the generator alone, for sampling and latent walks")
+    export.add_argument("--run-dir", required=True)
+    export.add_argument("--out", help="default <run-dir>/generator.pt")
+    export.set_defaults(func=_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print one line and return 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: re-run the same command to resume from the newest checkpoint", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,152 @@
+"""One config dataclass for model, data, optimiser and training; presets as data; YAML load/save."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+IMAGE_SIZES = (16, 28, 32, 64, 128)
+LOSSES = ("non-saturating", "minimax", "hinge", "wgan-gp")
+DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "celeba")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Fields that define the networks' shapes: a checkpoint can only be loaded into these.
+ARCHITECTURE_FIELDS = ("image_size", "channels", "z_dim", "g_features", "d_features", "batch_norm")
+
+# Each preset reproduces a well-known setup; everything not named keeps the Config default
+# (Adam lr 2e-4, betas (0.5, 0.999), batch 128).
+PRESETS: dict[str, dict] = {
+    # Course-style 28 px MNIST GAN: kernels 3/4, stride 2, small D so it does not overpower G.
+    "mnist28": {"image_size": 28, "channels": 1, "z_dim": 64, "g_features": 64, "d_features": 16},
+    # 32 px DCGAN with G filters 1024/512/256 (D mirrors them).
+    "dcgan32": {"image_size": 32, "channels": 1, "z_dim": 100, "g_features": 256, "d_features": 256},
+    # The DCGAN paper's 64 px network: 64 base features, doubled per layer.
+    "dcgan64": {"image_size": 64, "channels": 1, "z_dim": 100, "g_features": 64, "d_features": 64},
+    # dcgan64 for colour faces.
+    "celeba64": {"image_size": 64, "channels": 3, "z_dim": 100, "g_features": 64, "d_features": 64,
+                 "dataset": "celeba"},
+}
+
+
+class ConfigError(ValueError):
+    """A config value is out of range; the message names the field and what is allowed."""
+
+
+@dataclass
+class Config:
+    """Everything a run needs; saved as `config.yaml` in the run dir and inside every checkpoint."""
+
+    # --- model ---
+    preset: str = "mnist28"  # the preset these values came from (informational once built)
+    image_size: int = 28  # 28 (course net) or a power of two from 16 to 128 (DCGAN net)
+    channels: int = 1  # 1 for digits, 3 for colour images
+    z_dim: int = 64  # length of the noise vector fed to G
+    g_features: int = 64  # G width: channels of its last hidden layer (doubled towards the input)
+    d_features: int = 16  # D width: channels of its first layer (doubled towards the output)
+    batch_norm: bool = True  # BatchNorm in G and D (off for WGAN-GP, whose penalty is per sample)
+
+    # --- data ---
+    dataset: str = "mnist-5k"  # mnist-5k (offline), mnist, fashion-mnist, cifar10, celeba or folder:<path>
+    data_root: str = "data"  # where downloads go
+    resident_data: bool = True  # keep small data sets on the device as uint8: no per-image work per epoch
+
+    # --- optimiser ---
+    lr: float = 2e-4  # Adam learning rate for G (DCGAN paper)
+    lr_d: float | None = None  # D's learning rate; None = same as lr (set it for two time-scale updates)
+    beta1: float = 0.5  # the paper's momentum: 0.9 made training oscillate
+    beta2: float = 0.999
+
+    # --- training ---
+    batch_size: int = 128
+    epochs: int = 5  # total epochs; a resumed run continues up to this number
+    seed: int = 0  # seeds weights, noise and data order; a resumed run restores the exact RNG states
+    loss: str = "non-saturating"  # non-saturating, minimax, hinge or wgan-gp
+    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
+    gp_weight: float = 10.0  # gradient-penalty weight for wgan-gp
+    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of G for sampling (e.g. 0.999)
+    precision: str = "auto"  # auto: bf16 on CPU and on GPUs that have it, fp16 otherwise (T4), fp32 disables
+    channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and tensor cores
+    compile: bool = False  # torch.compile the models (pays on long GPU runs only)
+    checkpoint_minutes: float = 0.0  # > 0 also saves inside an epoch every this many minutes
+    keep_checkpoints: int = 3  # newest checkpoints kept after each successful save
+    sample_count: int = 64  # fixed-noise images drawn after every epoch
+    tensorboard: bool = False  # also log scalars for TensorBoard (needs the tensorboard package)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> Config:
+        """The preset's values with `overrides` on top."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        return cls(**{"preset": name, **PRESETS[name], **overrides})
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first bad field and the allowed values."""
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset: unknown {self.preset!r}; choose one of {', '.join(PRESETS)}")
+        if self.image_size not in IMAGE_SIZES:
+            raise ConfigError(f"image_size: {self.image_size} is not supported; use one of {IMAGE_SIZES}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels: {self.channels} is not supported; use 1 (grayscale) or 3 (RGB)")
+        for name in ("z_dim", "g_features", "d_features", "batch_size", "epochs", "sample_count",
+                     "keep_checkpoints"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "epochs" else 1):
+                raise ConfigError(f"{name}: {value!r} must be a positive whole number")
+        for name in ("lr", "lr_d"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{name}: {value!r} must be a positive number such as 2e-4")
+        for name in ("beta1", "beta2", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"{name}: {getattr(self, name)!r} must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ConfigError(f"label_smoothing: {self.label_smoothing!r} must be in [0, 0.5), e.g. 0.1")
+        if self.checkpoint_minutes < 0:
+            raise ConfigError(f"checkpoint_minutes: {self.checkpoint_minutes!r} must be 0 (off) or positive")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"loss: unknown {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        if self.loss == "wgan-gp" and self.batch_norm:
+            raise ConfigError("batch_norm: must be False with loss 'wgan-gp' (BatchNorm mixes the samples "
+                              "that the gradient penalty treats one by one)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision: unknown {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.dataset not in DATASETS and not self.dataset.startswith("folder:"):
+            raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} "
+                              "or folder:<path to a folder of images>")
+
+    def architecture(self) -> dict:
+        """The fields that fix the networks' shapes."""
+        return {name: getattr(self, name) for name in ARCHITECTURE_FIELDS}
+
+    def to_dict(self) -> dict:
+        """Plain data (safe inside a weights_only checkpoint)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Config:
+        """Build from plain data; an unknown key is an error naming it."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def save_yaml(self, path) -> Path:
+        """Write the config as YAML."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    @classmethod
+    def load_yaml(cls, path) -> Config:
+        """Read a config written by save_yaml (or by hand)."""
+        data = yaml.safe_load(Path(path).read_text())
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+        return cls.from_dict(data)

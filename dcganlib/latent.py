@@ -1,0 +1,228 @@
+"""Exploring a generator's latent space: seeded noise, interpolation, arithmetic and a slider widget."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import ipywidgets as widgets
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.transforms.functional import to_pil_image
+
+# Above this |cosine| the two vectors span no plane to rotate in, so slerp is replaced by lerp.
+_PARALLEL_COS = 0.9995
+
+
+def generate(generator: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
+    """Images for latents z, made in eval mode without gradients; returns a CPU tensor in [-1, 1]."""
+    if not isinstance(generator, torch.nn.Module):
+        with torch.no_grad():
+            return generator(z).cpu()
+    was_training = generator.training
+    param = next(generator.parameters(), None)
+    # Seeded noise is made on the CPU; follow the model wherever the notebook put it (e.g. a Colab GPU).
+    if param is not None:
+        z = z.to(param.device)
+    generator.eval()
+    try:
+        with torch.no_grad():
+            return generator(z).cpu()
+    finally:
+        generator.train(was_training)
+
+
+def noise_for_seed(seed: int, z_dim: int, n: int = 1) -> Tensor:
+    """Latents of shape (n, z_dim, 1, 1) fixed by seed, leaving the global RNG untouched."""
+    rng = torch.Generator().manual_seed(int(seed))
+    return torch.randn(n, z_dim, 1, 1, generator=rng)
+
+
+def _weights(t: float | Tensor, z: Tensor) -> Tensor:
+    """t as float64, shaped to broadcast over z; a 1-D t adds a leading step dimension."""
+    t = torch.as_tensor(t, dtype=torch.float64, device=z.device)
+    if t.dim() > 1:
+        raise ValueError(f"t must be a scalar or a 1-D tensor, got shape {tuple(t.shape)}")
+    return t.reshape(t.shape + (1,) * z.dim())
+
+
+def lerp(z0: Tensor, z1: Tensor, t: float | Tensor) -> Tensor:
+    """Linear interpolation; a 1-D t gives one result per value along a new first dimension."""
+    w = _weights(t, z0).to(z0.dtype)
+    # (1 - w) * z0 + w * z1 rather than z0 + w * (z1 - z0), so that t = 1 gives exactly z1.
+    return (1 - w) * z0 + w * z1
+
+
+def slerp(z0: Tensor, z1: Tensor, t: float | Tensor) -> Tensor:
+    """Spherical interpolation over the flattened vectors; lerp when they are (nearly) parallel."""
+    a, b = z0.flatten().double(), z1.flatten().double()
+    cos = torch.dot(a, b) / (a.norm() * b.norm())
+    if not torch.isfinite(cos) or cos.abs() > _PARALLEL_COS:
+        return lerp(z0, z1, t)
+    omega = torch.arccos(cos)
+    w = _weights(t, z0)
+    c0 = (torch.sin((1 - w) * omega) / torch.sin(omega)).to(z0.dtype)
+    c1 = (torch.sin(w * omega) / torch.sin(omega)).to(z0.dtype)
+    return c0 * z0 + c1 * z1
+
+
+_METHODS: dict[str, Callable[[Tensor, Tensor, float | Tensor], Tensor]] = {"slerp": slerp, "lerp": lerp}
+
+
+def _method(name: str) -> Callable[[Tensor, Tensor, float | Tensor], Tensor]:
+    if name not in _METHODS:
+        raise ValueError(f"unknown interpolation method {name!r}; choose one of {sorted(_METHODS)}")
+    return _METHODS[name]
+
+
+def interpolate(z0: Tensor, z1: Tensor, steps: int = 8, method: str = "slerp") -> Tensor:
+    """Latents (steps, z_dim, 1, 1) going from z0 to z1, both ends included."""
+    fn = _method(method)
+    t = torch.linspace(0.0, 1.0, steps)
+    return fn(z0.flatten(), z1.flatten(), t).reshape(steps, -1, 1, 1)
+
+
+def _as_batch(z: Tensor) -> Tensor:
+    """Latent(s) as a batch (n, z_dim, 1, 1), accepting (z_dim,), (z_dim, 1, 1) or a batch."""
+    if z.dim() == 4:
+        return z
+    return z.reshape(1, -1, 1, 1)
+
+
+def interpolation_grid(
+    generator: Callable[[Tensor], Tensor],
+    z_starts: Tensor,
+    z_ends: Tensor,
+    steps: int = 8,
+    method: str = "slerp",
+) -> Tensor:
+    """Images (rows * steps, C, H, W): one row per (start, end) pair; show with nrow=steps."""
+    starts, ends = _as_batch(z_starts), _as_batch(z_ends)
+    if len(starts) != len(ends):
+        raise ValueError(f"got {len(starts)} start latents but {len(ends)} end latents")
+    zs = torch.cat([interpolate(a, b, steps, method) for a, b in zip(starts, ends, strict=True)])
+    return generate(generator, zs)
+
+
+def walk(
+    generator: Callable[[Tensor], Tensor],
+    zs: Tensor | Sequence[Tensor],
+    steps_between: int = 8,
+    method: str = "slerp",
+) -> Tensor:
+    """Images along a path through the given latents, with steps_between frames between each pair."""
+    points = torch.cat([_as_batch(z) for z in zs]) if not isinstance(zs, Tensor) else _as_batch(zs)
+    if len(points) < 2:
+        raise ValueError("a walk needs at least two latents")
+    # Each leg drops its end point, which is the next leg's start, so no frame is shown twice.
+    legs = [
+        interpolate(a, b, steps_between + 2, method)[:-1]
+        for a, b in zip(points[:-1], points[1:], strict=True)
+    ]
+    return generate(generator, torch.cat([*legs, points[-1:]]))
+
+
+def vector_arithmetic(generator: Callable[[Tensor], Tensor], z_a: Tensor, z_b: Tensor, z_c: Tensor) -> Tensor:
+    """Images (4, C, H, W) of a, b, c and a - b + c; batches are averaged first, as in the DCGAN paper."""
+    a, b, c = (_as_batch(z).mean(dim=0, keepdim=True) for z in (z_a, z_b, z_c))
+    return generate(generator, torch.cat([a, b, c, a - b + c]))
+
+
+def latent_directions(z_dim: int, k: int, seed: int = 0) -> Tensor:
+    """k orthonormal directions (k, z_dim): the QR of a seeded Gaussian matrix."""
+    if not 0 < k <= z_dim:
+        raise ValueError(f"need 0 < k <= z_dim for orthonormal directions, got k={k}, z_dim={z_dim}")
+    rng = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(z_dim, k, generator=rng))
+    # QR is unique only up to column signs; fixing them keeps a seed's directions stable across versions.
+    return (q * torch.sign(torch.diagonal(r))).T.contiguous()
+
+
+def _png_bytes(image: Tensor, size_px: int) -> bytes:
+    """PNG of one image in [-1, 1], its longer side upscaled to size_px with nearest neighbour."""
+    pil = to_pil_image((image.clamp(-1, 1) + 1) / 2)
+    scale = size_px / max(pil.size)
+    pil = pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class LatentExplorer:
+    """Sliders that move one generated image through latent space; end a notebook cell with it to show it."""
+
+    def __init__(
+        self,
+        generator: Callable[[Tensor], Tensor],
+        z_dim: int,
+        *,
+        n_directions: int,
+        seeds: tuple[int, int],
+        scale: float,
+        image_size_px: int,
+    ) -> None:
+        self.generator = generator
+        self.z_dim = z_dim
+        self.image_size_px = image_size_px
+        self.directions = latent_directions(z_dim, n_directions)
+        max_seed = 2**31 - 1
+        self.seed_picker = widgets.BoundedIntText(value=seeds[0], min=0, max=max_seed, description="seed A")
+        self.second_seed = widgets.BoundedIntText(value=seeds[1], min=0, max=max_seed, description="seed B")
+        self.t_slider = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="t (A→B)")
+        self.method = widgets.ToggleButtons(options=["slerp", "lerp"], value="slerp", description="method")
+        self.direction_sliders = [
+            widgets.FloatSlider(value=0.0, min=-scale, max=scale, step=scale / 50, description=f"dir {i + 1}")
+            for i in range(n_directions)
+        ]
+        self.image = widgets.Image(format="png")
+        self.image.add_class("dcgan-latent-image")
+        controls = [self.seed_picker, self.second_seed, self.t_slider, self.method, *self.direction_sliders]
+        for control in controls:
+            control.observe(self._render, names="value")
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.seed_picker, self.second_seed]),
+                self.t_slider,
+                self.method,
+                widgets.HBox([self.image, widgets.VBox(self.direction_sliders)]),
+            ]
+        )
+        self._render()
+
+    def current_latent(self) -> Tensor:
+        """The latent (1, z_dim, 1, 1) the controls describe: A→B interpolation plus the direction offsets."""
+        z_a = noise_for_seed(self.seed_picker.value, self.z_dim)
+        z_b = noise_for_seed(self.second_seed.value, self.z_dim)
+        base = _method(self.method.value)(z_a, z_b, self.t_slider.value)
+        coefs = torch.tensor([slider.value for slider in self.direction_sliders], dtype=base.dtype)
+        return base + (coefs @ self.directions).reshape_as(base)
+
+    def current_images(self) -> Tensor:
+        """The generated image (1, C, H, W) for the current latent."""
+        return generate(self.generator, self.current_latent())
+
+    def _render(self, change: dict | None = None) -> None:
+        # Synchronous: a small generator's forward pass takes milliseconds, so no debouncing is needed.
+        self.image.value = _png_bytes(self.current_images()[0], self.image_size_px)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def latent_sliders(
+    generator: Callable[[Tensor], Tensor],
+    z_dim: int | None = None,
+    *,
+    n_directions: int = 6,
+    seeds: tuple[int, int] = (0, 1),
+    scale: float = 3.0,
+    image_size_px: int = 256,
+) -> LatentExplorer:
+    """Interactive explorer of a generator's latent space; z_dim defaults to generator.z_dim."""
+    z_dim = z_dim if z_dim is not None else getattr(generator, "z_dim", None)
+    if z_dim is None:
+        raise ValueError("cannot tell the latent size: pass z_dim=... or a generator with a .z_dim attribute")
+    return LatentExplorer(
+        generator, z_dim, n_directions=n_directions, seeds=seeds, scale=scale, image_size_px=image_size_px
+    )

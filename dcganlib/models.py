@@ -1,0 +1,131 @@
+"""DCGAN generator and discriminator for 28 px (course net) and 16-128 px (paper net), plus init and noise.
+
+Sizes are channels, not pixels: each layer trades spatial size for feature channels. A transposed convolution
+maps H_in to H_out = (H_in - 1) * stride - 2 * padding + kernel + output_padding, which the shape comments follow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import Config
+
+
+def _up(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, batch_norm: bool) -> nn.Sequential:
+    """Transposed conv -> (BatchNorm) -> ReLU: one generator stage."""
+    layers = [nn.ConvTranspose2d(in_ch, out_ch, kernel, stride, padding, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_ch))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _down(in_ch: int, out_ch: int, kernel: int, stride: int, padding: int, batch_norm: bool) -> nn.Sequential:
+    """Conv -> (BatchNorm) -> LeakyReLU(0.2): one discriminator stage; the leak keeps gradients for fakes."""
+    layers = [nn.Conv2d(in_ch, out_ch, kernel, stride, padding, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(out_ch))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _doublings(image_size: int) -> int:
+    """Number of stride-2 stages between 4x4 and image_size (a power of two)."""
+    if image_size < 16 or image_size & (image_size - 1):
+        raise ValueError(f"image_size {image_size} must be 28 or a power of two from 16 to 128")
+    return int(math.log2(image_size // 4))
+
+
+class Generator(nn.Module):
+    """Maps noise (N, z_dim, 1, 1) to images (N, channels, image_size, image_size) in [-1, 1]."""
+
+    def __init__(self, z_dim: int = 100, channels: int = 1, features: int = 64, image_size: int = 64,
+                 batch_norm: bool = True):
+        super().__init__()
+        self.z_dim, self.channels, self.image_size = z_dim, channels, image_size
+        f = features
+        if image_size == 28:
+            # Course net: kernels 3/4/3/4 give 1 -> 3 -> 6 -> 13 -> 28.
+            self.net = nn.Sequential(
+                _up(z_dim, f * 4, 3, 2, 0, batch_norm),  # (f*4) x 3 x 3
+                _up(f * 4, f * 2, 4, 1, 0, batch_norm),  # (f*2) x 6 x 6
+                _up(f * 2, f, 3, 2, 0, batch_norm),  # f x 13 x 13
+                nn.ConvTranspose2d(f, channels, 4, 2, 0),  # channels x 28 x 28
+                nn.Tanh(),
+            )
+            return
+        n = _doublings(image_size)
+        width = f * 2 ** (n - 1)
+        layers = [_up(z_dim, width, 4, 1, 0, batch_norm)]  # width x 4 x 4
+        for _ in range(n - 1):  # each stage: kernel 4, stride 2, padding 1 doubles H and halves the width
+            layers.append(_up(width, width // 2, 4, 2, 1, batch_norm))
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh()]  # channels x size x size
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.dim() == 2:
+            z = z[:, :, None, None]
+        return self.net(z)
+
+
+class Discriminator(nn.Module):
+    """Maps images to one real/fake logit each, shape (N,): pair it with BCEWithLogitsLoss."""
+
+    def __init__(self, channels: int = 1, features: int = 64, image_size: int = 64, batch_norm: bool = True):
+        super().__init__()
+        self.channels, self.image_size = channels, image_size
+        f = features
+        if image_size == 28:
+            # Course net: kernel 4 stride 2 gives 28 -> 13 -> 5 -> 1.
+            self.net = nn.Sequential(
+                _down(channels, f, 4, 2, 0, batch_norm),  # f x 13 x 13
+                _down(f, f * 2, 4, 2, 0, batch_norm),  # (f*2) x 5 x 5
+                nn.Conv2d(f * 2, 1, 4, 2, 0),  # 1 x 1 x 1
+            )
+            return
+        n = _doublings(image_size)
+        # The paper leaves BatchNorm off the first layer so D sees the real input statistics.
+        layers = [_down(channels, f, 4, 2, 1, batch_norm=False)]  # f x size/2 x size/2
+        width = f
+        for _ in range(n - 1):
+            layers.append(_down(width, width * 2, 4, 2, 1, batch_norm))
+            width *= 2
+        layers.append(nn.Conv2d(width, 1, 4, 1, 0))  # 1 x 1 x 1 from width x 4 x 4
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN paper init: conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0. Use with `.apply`."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def build_models(config: Config) -> tuple[Generator, Discriminator]:
+    """A freshly initialised (G, D) pair for `config`."""
+    generator = Generator(config.z_dim, config.channels, config.g_features, config.image_size, config.batch_norm)
+    discriminator = Discriminator(config.channels, config.d_features, config.image_size, config.batch_norm)
+    generator.apply(init_weights)
+    discriminator.apply(init_weights)
+    return generator, discriminator
+
+
+def make_noise(n: int, z_dim: int, *, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard-normal noise of shape (n, z_dim, 1, 1)."""
+    return torch.randn(n, z_dim, 1, 1, device=device, generator=generator)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Trainable parameters of `module`."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,338 @@
+"""The DCGAN training loop: per-epoch checkpoints, exact resume, progress bars and sample frames."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import random
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint
+from .config import ARCHITECTURE_FIELDS, Config
+from .data import BatchLoader, load_dataset
+from .losses import discriminator_loss, generator_loss, gradient_penalty
+from .models import build_models, make_noise
+
+# Fields a re-run may change without breaking an exact resume: how long to train and how to store it.
+RUN_CONTROL_FIELDS = ("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard", "data_root", "compile",
+                      "resident_data")
+STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
+DISPLAY_EVERY = 10  # batches between progress-bar updates: reading losses waits for the device
+
+
+class ArchitectureMismatchError(ValueError):
+    """The requested networks differ from the checkpoint's; the message names the fields."""
+
+
+def pick_device(device=None) -> torch.device:
+    """`device` if given, else the GPU when there is one, else the CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype for `precision` on `device` (None: plain fp32)."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if device.type == "cpu" else None
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def empty_history() -> dict:
+    """History layout read by the plots: per-batch and per-epoch lists."""
+    return {"batch": {"step": [], **{k: [] for k in STAT_NAMES}},
+            "epoch": {"epoch": [], **{k: [] for k in STAT_NAMES}, "seconds": []}}
+
+
+def resolve_resume_config(requested: Config | None, saved: dict) -> Config:
+    """The checkpoint's config, with the requested run-control fields; other differences are warned about."""
+    saved_config = Config.from_dict(saved)
+    if requested is None:
+        return saved_config
+    differing = [f"{name} (checkpoint {getattr(saved_config, name)!r}, requested {getattr(requested, name)!r})"
+                 for name in ARCHITECTURE_FIELDS if getattr(saved_config, name) != getattr(requested, name)]
+    if differing:
+        raise ArchitectureMismatchError(
+            "the checkpoint's networks differ from the requested ones: " + "; ".join(differing)
+            + ". Use a new run dir, or start over with --fresh / resume=False.")
+    kept = [name for name in dataclasses.asdict(requested)
+            if name not in RUN_CONTROL_FIELDS and name not in ARCHITECTURE_FIELDS
+            and getattr(saved_config, name) != getattr(requested, name)]
+    if kept:
+        warnings.warn(f"resuming keeps the checkpoint's {', '.join(kept)} so training continues exactly",
+                      stacklevel=3)
+    return dataclasses.replace(saved_config, **{name: getattr(requested, name) for name in RUN_CONTROL_FIELDS})
+
+
+def _rng_state() -> dict:
+    """Global RNG states as plain data (numpy's array becomes a tensor so weights_only loading accepts it)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Trains a DCGAN in `run_dir`, resuming from its newest checkpoint unless `resume=False`."""
+
+    def __init__(self, config: Config | None, run_dir, *, device=None, resume: bool = True,
+                 progress: bool = True, log: Callable[[str], None] = print):
+        self.run_dir = Path(run_dir)
+        self.log, self.progress = log, progress
+        found = checkpoint.load_latest(self.run_dir) if resume else None
+        if found is None and config is None:
+            raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(self.run_dir)} to resume from; "
+                                    "choose a preset to start a new run")
+        self.config = resolve_resume_config(config, found[0]["config"]) if found else config
+        cfg = self.config
+        self.device = pick_device(device)
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+        torch.manual_seed(cfg.seed)
+        generator, discriminator = build_models(cfg)
+        self.generator = generator.to(self.device, memory_format=self.memory_format)
+        self.discriminator = discriminator.to(self.device, memory_format=self.memory_format)
+        self.ema_generator = copy.deepcopy(self.generator).eval() if cfg.ema_decay > 0 else None
+        fused = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas, **fused)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas, **fused)
+        # A loss scaler is only needed for fp16, whose small range underflows gradients.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self.fixed_noise = make_noise(cfg.sample_count, cfg.z_dim,
+                                      generator=torch.Generator().manual_seed(cfg.seed + 2)).to(self.device)
+        self._g_forward, self._d_forward = self.generator, self.discriminator
+        if cfg.compile:
+            self._g_forward, self._d_forward = torch.compile(self.generator), torch.compile(self.discriminator)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        self.epoch = self.batch_in_epoch = self.step = 0
+        self.history = empty_history()
+        self._pending: list[torch.Tensor] = []
+        dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels)
+        self.loader = BatchLoader(dataset, cfg.batch_size, seed=cfg.seed,
+                                  device=self.device if cfg.resident_data else "cpu",
+                                  memory_format=self.memory_format)
+        if found:
+            state, path = found
+            self.load_state_dict(state)
+            where = f", batch {self.batch_in_epoch} of epoch {self.epoch + 1}" if self.batch_in_epoch else ""
+            self.log(f"Resumed from epoch {self.epoch}{where} ({path}, step {self.step}).")
+        else:
+            self.log(f"Starting fresh in {self.run_dir}.")
+        cfg.save_yaml(self.run_dir / "config.yaml")
+        self._writer = self._tensorboard_writer() if cfg.tensorboard else None
+
+    # --- state -------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly, as plain data (loads with weights_only=True)."""
+        self._flush_stats()
+        return {
+            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+            "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+            "ema_generator": self.ema_generator.state_dict() if self.ema_generator else None,
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": {**_rng_state(), "noise": self.noise_rng.get_state()},
+            "data": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.batch_in_epoch,
+                     "batch_size": self.config.batch_size},
+            "fixed_noise": self.fixed_noise.cpu(), "history": self.history, "config": self.config.to_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a `state_dict()` (the config must already match)."""
+        self.generator.load_state_dict(state["generator"])
+        self.discriminator.load_state_dict(state["discriminator"])
+        if self.ema_generator is not None and state.get("ema_generator"):
+            self.ema_generator.load_state_dict(state["ema_generator"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        _set_rng_state(state["rng"])
+        self.noise_rng.set_state(state["rng"]["noise"])
+        self.fixed_noise = state["fixed_noise"].to(self.device)
+        self.history = state["history"]
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+
+    def save_checkpoint(self) -> Path:
+        """Write the current state atomically under run_dir/checkpoints and prune old ones."""
+        return checkpoint.save_checkpoint(self.state_dict(), self.run_dir, keep=self.config.keep_checkpoints)
+
+    # --- training ----------------------------------------------------------------------------------------
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def train_step(self, real: torch.Tensor) -> torch.Tensor:
+        """One D update then one G update; returns (loss_d, loss_g, D(x), D(G(z))) on the device."""
+        cfg = self.config
+        z = make_noise(real.size(0), cfg.z_dim, device=self.device, generator=self.noise_rng)
+        # (1) Update D: maximise log D(x) + log(1 - D(G(z))). detach() stops this loss from reaching G.
+        with self._autocast():
+            fake = self._g_forward(z)
+            real_logits = self._d_forward(real)
+            fake_logits = self._d_forward(fake.detach())
+            loss_d = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float(), cfg.label_smoothing)
+        if cfg.loss == "wgan-gp":
+            loss_d = loss_d + cfg.gp_weight * gradient_penalty(self._d_forward, real, fake.float(), self.noise_rng)
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_d).backward()
+        self.scaler.step(self.opt_d)
+        # (2) Update G: maximise log D(G(z)) (non-saturating), through the freshly updated D.
+        with self._autocast():
+            loss_g = generator_loss(cfg.loss, self._d_forward(fake).float())
+        self.opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(loss_g).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        if self.ema_generator is not None:
+            self._update_ema()
+        return torch.stack([loss_d.detach(), loss_g.detach(),
+                            torch.sigmoid(real_logits.detach().float()).mean(),
+                            torch.sigmoid(fake_logits.detach().float()).mean()])
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.config.ema_decay
+        ema_params = list(self.ema_generator.parameters())
+        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1.0 - decay)
+        for ema_buffer, buffer in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
+
+    def _flush_stats(self) -> None:
+        """Move per-batch stats from the device into history (one sync for many batches)."""
+        if not self._pending:
+            return
+        values = torch.stack(self._pending).cpu().tolist()
+        first_step = self.step - len(values) + 1
+        batch = self.history["batch"]
+        for offset, row in enumerate(values):
+            batch["step"].append(first_step + offset)
+            for name, value in zip(STAT_NAMES, row, strict=True):
+                batch[name].append(value)
+        self._pending.clear()
+
+    def fit(self, epochs: int | None = None, *, on_epoch_end: Callable[[Trainer], None] | None = None) -> dict:
+        """Train until `epochs` (default config.epochs) epochs are complete; returns the history."""
+        target = self.config.epochs if epochs is None else epochs
+        if self.epoch >= target:
+            self.log(f"Already trained {self.epoch} epochs (target {target}); raise epochs to train more.")
+        while self.epoch < target:
+            self._train_epoch(target)
+            if on_epoch_end is not None:
+                on_epoch_end(self)
+        return self.history
+
+    def _train_epoch(self, target: int) -> None:
+        cfg = self.config
+        self.generator.train()
+        self.discriminator.train()
+        started = time.monotonic()
+        last_save = started
+        batches = len(self.loader)
+        bar = tqdm(self.loader.epoch(self.epoch, start_batch=self.batch_in_epoch), total=batches,
+                   initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{target}", disable=not self.progress,
+                   leave=True, dynamic_ncols=True)
+        for real in bar:
+            self._pending.append(self.train_step(real))
+            self.step += 1
+            self.batch_in_epoch += 1
+            if len(self._pending) >= DISPLAY_EVERY:
+                self._flush_stats()
+                bar.set_postfix(self._postfix(), refresh=False)
+            if cfg.checkpoint_minutes and time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes \
+                    and self.batch_in_epoch < batches:
+                self.save_checkpoint()
+                last_save = time.monotonic()
+        self._flush_stats()
+        bar.set_postfix(self._postfix())
+        bar.close()
+        self._end_epoch(time.monotonic() - started)
+
+    def _postfix(self) -> dict:
+        batch = self.history["batch"]
+        labels = {"loss_d": "loss_D", "loss_g": "loss_G", "d_real": "D(x)", "d_fake": "D(G(z))"}
+        return {labels[name]: f"{batch[name][-1]:.3f}" for name in STAT_NAMES if batch[name]}
+
+    def _end_epoch(self, seconds: float) -> None:
+        batches = len(self.loader)
+        epoch_history, batch_history = self.history["epoch"], self.history["batch"]
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        epoch_history["epoch"].append(self.epoch)
+        for name in STAT_NAMES:
+            epoch_history[name].append(float(np.mean(batch_history[name][-batches:])))
+        epoch_history["seconds"].append(seconds)
+        self.save_samples()
+        self.save_checkpoint()
+        if self._writer is not None:
+            for name in STAT_NAMES:
+                self._writer.add_scalar(name, epoch_history[name][-1], self.epoch)
+            self._writer.flush()
+
+    # --- sampling ----------------------------------------------------------------------------------------
+    @property
+    def sampling_generator(self) -> torch.nn.Module:
+        """The EMA generator when kept, else the generator."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    @torch.no_grad()
+    def sample(self, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (in [-1, 1], on the CPU) for `noise`, default the fixed noise; G in eval mode."""
+        generator = self.sampling_generator
+        was_training = generator.training
+        generator.eval()
+        images = generator(self.fixed_noise if noise is None else noise.to(self.device)).float().cpu()
+        generator.train(was_training)
+        return images
+
+    def save_samples(self) -> Path:
+        """The fixed-noise grid of the epoch just completed, as samples/epoch_NNNN.png."""
+        from torchvision.utils import save_image
+
+        path = self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_image(self.sample(), path, nrow=8, normalize=True, value_range=(-1, 1))
+        return path
+
+    def _tensorboard_writer(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as error:
+            raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard") from error
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+
+def train(config: Config | None, run_dir, *, resume: bool = True, device=None, progress: bool = True,
+          on_epoch_end: Callable[[Trainer], None] | None = None) -> Trainer:
+    """Build a Trainer in `run_dir` (resuming by default), train to config.epochs and return it."""
+    trainer = Trainer(config, run_dir, device=device, resume=resume, progress=progress)
+    trainer.fit(on_epoch_end=on_epoch_end)
+    return trainer

@@ -1,0 +1,172 @@
+"""Pictures of a DCGAN run: sample grids, training curves, a progress GIF and a one-call report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import imageio.v3 as iio
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+from dcganlib.latent import generate
+
+_DPI = 100
+
+
+def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
+    """One (3, H, W) grid in [0, 1] from generator images in [-1, 1]."""
+    return make_grid(images.detach().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
+
+
+def save_grid(images: Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Save generator images in [-1, 1] as one PNG grid; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.detach().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1))
+    return path
+
+
+def show_images(images: Tensor, nrow: int = 8, title: str | None = None, ax: Axes | None = None) -> Axes:
+    """Draw generator images as a grid with matplotlib (grayscale in gray); returns the axes."""
+    grid = image_grid(images, nrow)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6 * grid.shape[1] / grid.shape[2]))
+    # make_grid copies one channel to three; show a single channel so the gray colormap applies.
+    if images.shape[-3] == 1:
+        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(grid.permute(1, 2, 0).numpy())
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _series(history: dict, level: str, key: str) -> np.ndarray:
+    values = history.get(level, {}).get(key)
+    return np.asarray([] if values is None else values, dtype=float)
+
+
+def _check_not_empty(history: dict, keys: tuple[str, ...]) -> None:
+    if not any(len(_series(history, level, key)) for level in ("batch", "epoch") for key in keys):
+        raise ValueError(f"history has no {', '.join(keys)} values: nothing to plot yet (train first)")
+
+
+def _moving_average(values: np.ndarray) -> tuple[int, np.ndarray]:
+    """Window and trailing mean; the window grows with the run so long runs stay readable."""
+    window = max(1, min(100, len(values) // 20))
+    return window, np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure:
+    """Save when asked, then close: the figure is returned detached from pyplot."""
+    if path is not None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+    # Closing stops long runs leaking figures, and a notebook cell ending with the call still shows it once.
+    plt.close(fig)
+    return fig
+
+
+def _two_panels(history: dict, series: dict[str, str], ylabel: str) -> tuple[Figure, tuple[Axes, Axes]]:
+    """Per-batch (raw and smoothed) and per-epoch curves of the given history keys."""
+    _check_not_empty(history, tuple(series))
+    fig, (ax_batch, ax_epoch) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = _series(history, "batch", "step")
+    epochs = _series(history, "epoch", "epoch")
+    for key, label in series.items():
+        values = _series(history, "batch", key)
+        if len(values):
+            x = steps if len(steps) == len(values) else np.arange(len(values))
+            (raw,) = ax_batch.plot(x, values, lw=0.6, alpha=0.35)
+            window, smooth = _moving_average(values)
+            smooth_label = f"{label} (avg of {window})"
+            ax_batch.plot(x[window - 1 :], smooth, color=raw.get_color(), lw=1.6, label=smooth_label)
+        values = _series(history, "epoch", key)
+        if len(values):
+            x = epochs if len(epochs) == len(values) else np.arange(1, len(values) + 1)
+            ax_epoch.plot(x, values, marker="o", label=label)
+    ax_batch.set(title="per batch", xlabel="step", ylabel=ylabel)
+    ax_epoch.set(title="per epoch (mean)", xlabel="epoch", ylabel=ylabel)
+    ax_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (ax_batch, ax_epoch):
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend()
+    fig.tight_layout()
+    return fig, (ax_batch, ax_epoch)
+
+
+def plot_losses(history: dict, path: str | Path | None = None) -> Figure:
+    """Discriminator and generator losses per batch and per epoch."""
+    fig, _ = _two_panels(history, {"loss_d": "loss_D", "loss_g": "loss_G"}, "loss")
+    return _finish(fig, path)
+
+
+def plot_d_outputs(history: dict, path: str | Path | None = None) -> Figure:
+    """Mean D(x) and D(G(z)) per batch and per epoch, with the 0.5 a fooled discriminator gives."""
+    fig, axes = _two_panels(history, {"d_real": "D(x)", "d_fake": "D(G(z))"}, "mean sigmoid(D)")
+    for ax in axes:
+        ax.axhline(0.5, color="gray", ls="--", lw=1)
+        ax.set_ylim(-0.02, 1.02)
+    return _finish(fig, path)
+
+
+def plot_metric(history: dict, key: str = "fid", path: str | Path | None = None) -> Figure:
+    """A per-epoch metric such as FID; epochs where it was not computed (None or NaN) are skipped."""
+    raw = history.get("epoch", {}).get(key)
+    raw = [] if raw is None else raw
+    values = np.asarray([np.nan if v is None else v for v in raw], dtype=float)
+    epochs = _series(history, "epoch", "epoch")
+    if len(epochs) != len(values):
+        epochs = np.arange(1, len(values) + 1)
+    known = ~np.isnan(values)
+    if not known.any():
+        raise ValueError(f"history['epoch'] has no {key!r} values: nothing to plot yet (train first)")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(epochs[known], values[known], marker="o")
+    ax.set(title=f"{key} per epoch", xlabel="epoch", ylabel=key)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def make_gif(run_dir: str | Path, path: str | Path | None = None, fps: int = 4) -> Path:
+    """Animate a run's per-epoch sample grids into a looping GIF (default <run>/progress.gif)."""
+    samples = Path(run_dir) / "samples"
+    frames = sorted(samples.glob("epoch_*.png"))
+    if not frames:
+        raise FileNotFoundError(
+            f"no epoch_*.png frames in {samples}: training writes one sample grid per epoch there"
+        )
+    path = Path(path) if path is not None else Path(run_dir) / "progress.gif"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # mode="RGB" so grayscale and RGB frames stack alike; duration is milliseconds per frame, loop=0 forever.
+    stack = np.stack([iio.imread(frame, mode="RGB") for frame in frames])
+    iio.imwrite(path, stack, extension=".gif", duration=1000 / fps, loop=0)
+    return path
+
+
+def write_report(
+    run_dir: str | Path, history: dict, generator: Callable[[Tensor], Tensor], z: Tensor, nrow: int = 8
+) -> dict[str, Path]:
+    """Write grid.png, losses.png, d_outputs.png and progress.gif (when frames exist) into the run folder."""
+    run_dir = Path(run_dir)
+    paths = {
+        "grid": save_grid(generate(generator, z), run_dir / "grid.png", nrow=nrow),
+        "losses": run_dir / "losses.png",
+        "d_outputs": run_dir / "d_outputs.png",
+    }
+    plot_losses(history, paths["losses"])
+    plot_d_outputs(history, paths["d_outputs"])
+    if any((run_dir / "samples").glob("epoch_*.png")):
+        paths["progress"] = make_gif(run_dir)
+    return paths

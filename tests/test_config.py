@@ -1,0 +1,70 @@
+"""Config: presets reproduce their sources, YAML round trip, every bad value names its field."""
+
+import pytest
+
+from dcganlib.config import PRESETS, Config, ConfigError
+
+
+def test_presets_match_their_sources():
+    assert Config.from_preset("mnist28").architecture() == {
+        "image_size": 28, "channels": 1, "z_dim": 64, "g_features": 64, "d_features": 16, "batch_norm": True}
+    assert Config.from_preset("dcgan32").z_dim == 100
+    assert Config.from_preset("dcgan64").g_features == 64
+    celeba = Config.from_preset("celeba64")
+    assert (celeba.channels, celeba.image_size, celeba.dataset) == (3, 64, "celeba")
+    for name in PRESETS:
+        config = Config.from_preset(name)
+        assert (config.lr, config.beta1, config.beta2, config.batch_size) == (2e-4, 0.5, 0.999, 128)
+
+
+def test_overrides_apply_on_top_of_preset():
+    config = Config.from_preset("dcgan64", epochs=3, channels=3)
+    assert (config.preset, config.epochs, config.channels, config.image_size) == ("dcgan64", 3, 3, 64)
+
+
+def test_yaml_round_trip(tmp_path):
+    config = Config.from_preset("dcgan32", lr=1e-4, lr_d=4e-4, dataset="folder:/tmp/x", ema_decay=0.999)
+    path = config.save_yaml(tmp_path / "nested" / "config.yaml")
+    assert Config.load_yaml(path) == config
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("image_size", 48, r"image_size: 48 .*\(16, 28, 32, 64, 128\)"),
+    ("channels", 2, "channels: 2 .*1 .*or 3"),
+    ("lr", -1e-3, "lr: .*positive"),
+    ("lr_d", 0.0, "lr_d: .*positive"),
+    ("batch_size", 0, "batch_size"),
+    ("epochs", 2.5, "epochs"),
+    ("z_dim", True, "z_dim"),
+    ("beta1", 1.0, r"beta1: .*\[0, 1\)"),
+    ("label_smoothing", 0.7, "label_smoothing"),
+    ("loss", "lsgan", "loss: unknown 'lsgan'.*non-saturating"),
+    ("precision", "int8", "precision: unknown"),
+    ("dataset", "imagenet", "dataset: unknown 'imagenet'.*mnist-5k.*folder:"),
+    ("preset", "biggan", "preset: unknown 'biggan'.*mnist28"),
+    ("checkpoint_minutes", -1, "checkpoint_minutes"),
+])
+def test_bad_values_name_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        Config(**{field: value})
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="unknown preset 'dcgan999'.*mnist28"):
+        Config.from_preset("dcgan999")
+
+
+def test_wgan_gp_needs_batch_norm_off():
+    with pytest.raises(ConfigError, match="batch_norm"):
+        Config(loss="wgan-gp")
+    assert Config(loss="wgan-gp", batch_norm=False).loss == "wgan-gp"
+
+
+def test_unknown_yaml_field(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("image_size: 28\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="unknown config field.*learning_rate"):
+        Config.load_yaml(path)
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        Config.load_yaml(path)

@@ -1,0 +1,79 @@
+"""Models: shapes for every preset and size, gradients reach every layer, DCGAN init statistics, noise."""
+
+import pytest
+import torch
+from torch import nn
+
+from dcganlib.config import PRESETS, Config
+from dcganlib.models import Discriminator, Generator, build_models, init_weights, make_noise
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_preset_shapes(preset):
+    config = Config.from_preset(preset)
+    generator, discriminator = build_models(config)
+    images = generator(make_noise(3, config.z_dim))
+    assert images.shape == (3, config.channels, config.image_size, config.image_size)
+    assert images.min() >= -1 and images.max() <= 1
+    assert discriminator(images).shape == (3,)
+
+
+@pytest.mark.parametrize("size", [16, 28, 32, 64, 128])
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_every_size_and_channel_count(size, channels, batch_norm):
+    generator = Generator(z_dim=8, channels=channels, features=4, image_size=size, batch_norm=batch_norm)
+    discriminator = Discriminator(channels=channels, features=4, image_size=size, batch_norm=batch_norm)
+    images = generator(torch.randn(2, 8, 1, 1))
+    assert images.shape == (2, channels, size, size)
+    assert discriminator(images).shape == (2,)
+    has_bn = any(isinstance(m, nn.BatchNorm2d) for m in [*generator.modules(), *discriminator.modules()])
+    assert has_bn == batch_norm
+
+
+def test_generator_accepts_flat_noise():
+    generator = Generator(z_dim=8, features=4, image_size=28)
+    assert generator(torch.randn(2, 8)).shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+def test_unsupported_sizes_raise(size):
+    with pytest.raises(ValueError, match="power of two"):
+        Generator(image_size=size + 20)
+
+
+@pytest.mark.parametrize("preset", ["mnist28", "dcgan64"])
+def test_gradients_reach_every_layer(preset):
+    config = Config.from_preset(preset, g_features=8, d_features=8)
+    generator, discriminator = build_models(config)
+    discriminator(generator(make_noise(4, config.z_dim))).mean().backward()
+    for name, parameter in [*generator.named_parameters(), *discriminator.named_parameters()]:
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+
+
+def test_init_statistics():
+    torch.manual_seed(0)
+    generator, discriminator = build_models(Config.from_preset("dcgan64"))
+    conv_weights = torch.cat([m.weight.detach().flatten() for m in [*generator.modules(), *discriminator.modules()]
+                              if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))])
+    assert abs(conv_weights.mean()) < 1e-3
+    assert conv_weights.std().item() == pytest.approx(0.02, rel=0.02)
+    bn = [m for m in generator.modules() if isinstance(m, nn.BatchNorm2d)]
+    bn_weights = torch.cat([m.weight.detach() for m in bn])
+    assert bn_weights.mean().item() == pytest.approx(1.0, abs=0.005)
+    assert bn_weights.std().item() == pytest.approx(0.02, rel=0.15)
+    assert all(torch.equal(m.bias, torch.zeros_like(m.bias)) for m in bn)
+
+
+def test_init_weights_zeroes_conv_bias():
+    conv = nn.Conv2d(3, 4, 3)
+    init_weights(conv)
+    assert torch.equal(conv.bias, torch.zeros(4))
+
+
+def test_make_noise_shape_and_generator():
+    noise = make_noise(5, 7)
+    assert noise.shape == (5, 7, 1, 1)
+    first = make_noise(3, 4, generator=torch.Generator().manual_seed(1))
+    again = make_noise(3, 4, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(first, again)
