@@ -23,7 +23,9 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check dcganlib tests benchmarks
 
+# The browser test needs Debian's Chromium (installed once, as root, as CI runs).
 test: $(STAMP) lint
+	bash tools/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest
 
 clean:

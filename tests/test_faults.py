@@ -1,0 +1,103 @@
+"""Real processes killed with SIGKILL mid-epoch and mid-save; the resumed run must equal an uninterrupted one."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcganlib import checkpoint
+from dcganlib.config import Config
+from dcganlib.train import Trainer
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=500, sample_count=16, epochs=3)
+
+# Trains in a child process; with PAUSE_AT_SAVE set, the save of that epoch hangs after writing its temp file.
+CHILD = """
+import sys, time
+from dcganlib import checkpoint
+from dcganlib.config import Config
+from dcganlib.train import Trainer
+
+run_dir, pause_at = sys.argv[1], int(sys.argv[2])
+real_save = checkpoint.torch.save
+
+def save_then_hang(obj, file, *args, **kwargs):
+    real_save(obj, file, *args, **kwargs)
+    if isinstance(obj, dict) and obj.get("epoch") == pause_at:
+        print("SAVING", flush=True)
+        time.sleep(600)
+
+checkpoint.torch.save = save_then_hang
+trainer = Trainer(Config.load_yaml(sys.argv[3]), run_dir, progress=False)
+trainer.fit(on_epoch_end=lambda t: print(f"EPOCH {t.epoch}", flush=True))
+"""
+
+
+def start_child(run_dir: Path, pause_at: int) -> subprocess.Popen:
+    config_path = CONFIG.save_yaml(run_dir.parent / f"{run_dir.name}.yaml")
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), str(pause_at), str(config_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_line(process: subprocess.Popen, wanted: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    for line in process.stdout:
+        if line.strip() == wanted:
+            return
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    pytest.fail(f"child never printed {wanted!r}")
+
+
+def kill(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Trainer:
+    trainer = Trainer(CONFIG, tmp_path_factory.mktemp("straight"), progress=False, log=lambda message: None)
+    trainer.fit()
+    return trainer
+
+
+def assert_resumes_exactly(run_dir: Path, straight: Trainer, expected_epoch: int) -> None:
+    resumed = Trainer(CONFIG, run_dir, progress=False, log=lambda message: None)
+    assert resumed.epoch == expected_epoch
+    resumed.fit()
+    for a, b in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(straight.discriminator.state_dict().values(), resumed.discriminator.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    assert straight.history["batch"] == resumed.history["batch"]
+
+
+def test_sigkill_mid_epoch_loses_only_that_epoch(tmp_path, straight):
+    run_dir = tmp_path / "run"
+    child = start_child(run_dir, pause_at=-1)
+    wait_for_line(child, "EPOCH 1")
+    time.sleep(0.3)  # well inside epoch 2
+    kill(child)
+    assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(run_dir))["epoch"] == 1
+    assert_resumes_exactly(run_dir, straight, expected_epoch=1)
+
+
+def test_sigkill_during_a_save_keeps_the_previous_checkpoint(tmp_path, straight):
+    run_dir = tmp_path / "run"
+    child = start_child(run_dir, pause_at=2)
+    wait_for_line(child, "SAVING")
+    kill(child)
+    folder = checkpoint.checkpoint_dir(run_dir)
+    assert not (folder / "ckpt_epoch_0002.pt").exists()
+    assert any(p.name.startswith(".ckpt_epoch_0002") for p in folder.iterdir())  # the half-done temp file
+    assert_resumes_exactly(run_dir, straight, expected_epoch=1)

@@ -1,0 +1,180 @@
+"""Training: the step, history, samples, and resume that is bit-identical to an uninterrupted run on the CPU."""
+
+import warnings
+
+import pytest
+import torch
+
+from dcganlib import checkpoint
+from dcganlib.config import Config
+from dcganlib.train import ArchitectureMismatchError, Trainer, autocast_dtype
+
+# A small but real run: 640 digits of mnist-5k would need a custom data set, so use tiny nets and big batches.
+TINY = {"g_features": 8, "d_features": 8, "batch_size": 500, "sample_count": 16}
+
+
+def tiny_config(**overrides) -> Config:
+    return Config.from_preset("mnist28", **{**TINY, **overrides})
+
+
+def make_trainer(run_dir, config=None, **kwargs) -> Trainer:
+    return Trainer(config or tiny_config(), run_dir, progress=False, log=lambda message: None, **kwargs)
+
+
+def assert_same_state(first: Trainer, second: Trainer) -> None:
+    for module in ("generator", "discriminator"):
+        a, b = getattr(first, module).state_dict(), getattr(second, module).state_dict()
+        assert a.keys() == b.keys()
+        for name in a:
+            assert torch.equal(a[name], b[name]), f"{module}.{name} differs"
+    for optimizer in ("opt_g", "opt_d"):
+        a, b = getattr(first, optimizer).state_dict()["state"], getattr(second, optimizer).state_dict()["state"]
+        for index in a:
+            for key in a[index]:
+                assert torch.equal(a[index][key], b[index][key]), f"{optimizer}[{index}].{key} differs"
+    assert first.history["batch"] == second.history["batch"]
+    for key, values in first.history["epoch"].items():
+        if key != "seconds":  # wall time is the one thing a resumed run cannot repeat
+            assert values == second.history["epoch"][key], key
+    assert (first.epoch, first.step) == (second.epoch, second.step)
+
+
+def test_training_writes_history_samples_and_checkpoints(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=2))
+    history = trainer.fit()
+    batches = len(trainer.loader)
+    assert batches == 10
+    assert len(history["batch"]["loss_d"]) == 2 * batches
+    assert history["batch"]["step"] == list(range(1, 2 * batches + 1))
+    assert history["epoch"]["epoch"] == [1, 2]
+    assert all(0 < v < 1 for v in history["batch"]["d_real"] + history["batch"]["d_fake"])
+    assert (tmp_path / "samples" / "epoch_0002.png").is_file()
+    assert (tmp_path / "config.yaml").is_file()
+    saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))
+    assert saved["epoch"] == 2 and saved["step"] == 2 * batches
+    assert Config.from_dict(saved["config"]) == trainer.config
+
+
+def test_fit_past_target_does_nothing(tmp_path):
+    make_trainer(tmp_path, tiny_config(epochs=1)).fit()
+    messages = []
+    again = Trainer(tiny_config(epochs=1), tmp_path, progress=False, log=messages.append)
+    again.fit()
+    assert again.step == 10
+    assert messages[0].startswith("Resumed from epoch 1")
+    assert "Already trained 1 epochs" in messages[1]
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    straight = make_trainer(tmp_path / "straight", tiny_config(epochs=3))
+    straight.fit()
+
+    make_trainer(tmp_path / "split", tiny_config(epochs=1)).fit()
+    messages = []
+    resumed = Trainer(tiny_config(epochs=3), tmp_path / "split", progress=False, log=messages.append)
+    assert messages == [f"Resumed from epoch 1 ({checkpoint.latest_checkpoint(tmp_path / 'split')}, step 10)."]
+    resumed.fit()
+    assert_same_state(straight, resumed)
+    assert torch.equal(straight.sample(), resumed.sample())
+
+
+def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path):
+    straight = make_trainer(tmp_path / "straight", tiny_config(epochs=2))
+    straight.fit()
+
+    # Stop 4 batches into the second epoch, as a disconnect would, after a mid-epoch save.
+    interrupted = make_trainer(tmp_path / "split", tiny_config(epochs=2))
+    interrupted.fit(epochs=1)
+    batches = interrupted.loader.epoch(1)
+    for _ in range(4):
+        interrupted._pending.append(interrupted.train_step(next(batches)))
+        interrupted.step += 1
+        interrupted.batch_in_epoch += 1
+    path = interrupted.save_checkpoint()
+    assert path.name == "ckpt_epoch_0001_batch_000004.pt"
+
+    resumed = make_trainer(tmp_path / "split", tiny_config(epochs=2))
+    assert (resumed.epoch, resumed.batch_in_epoch, resumed.step) == (1, 4, 14)
+    resumed.fit()
+    assert_same_state(straight, resumed)
+
+
+def test_checkpoint_minutes_saves_inside_the_epoch(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=1, checkpoint_minutes=1e-9, keep_checkpoints=20))
+    trainer.fit()
+    names = sorted(p.name for p in checkpoint.checkpoint_dir(tmp_path).glob("ckpt_*.pt"))
+    assert names[0] == "ckpt_epoch_0000_batch_000001.pt"
+    assert names[-1] == "ckpt_epoch_0001.pt"
+    assert len(names) == 10  # batches 1..9 inside the epoch, then the end of epoch 1
+
+
+def test_fresh_ignores_checkpoints(tmp_path):
+    make_trainer(tmp_path, tiny_config(epochs=1)).fit()
+    messages = []
+    fresh = Trainer(tiny_config(epochs=1), tmp_path, resume=False, progress=False, log=messages.append)
+    assert fresh.epoch == 0 and messages[0].startswith("Starting fresh")
+
+
+def test_other_architecture_is_a_clear_error(tmp_path):
+    make_trainer(tmp_path, tiny_config(epochs=1)).fit()
+    with pytest.raises(ArchitectureMismatchError, match=r"g_features \(checkpoint 8, requested 16\).*--fresh"):
+        make_trainer(tmp_path, tiny_config(g_features=16))
+
+
+def test_resume_keeps_the_checkpoints_training_settings(tmp_path):
+    make_trainer(tmp_path, tiny_config(epochs=1)).fit()
+    with pytest.warns(UserWarning, match="keeps the checkpoint's lr"):
+        resumed = make_trainer(tmp_path, tiny_config(epochs=2, lr=1e-3))
+    assert resumed.config.lr == 2e-4 and resumed.config.epochs == 2
+
+
+def test_resume_without_a_config_takes_the_checkpoints(tmp_path):
+    make_trainer(tmp_path, tiny_config(epochs=1, seed=7)).fit()
+    resumed = make_trainer(tmp_path, None)
+    assert resumed.config.seed == 7 and resumed.epoch == 1
+    with pytest.raises(FileNotFoundError, match="choose a preset"):
+        make_trainer(tmp_path / "empty", None)
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    make_trainer(tmp_path, tiny_config(epochs=2)).fit()
+    newest = checkpoint.latest_checkpoint(tmp_path)
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match=newest.name):
+        resumed = make_trainer(tmp_path, tiny_config(epochs=2))
+    assert resumed.epoch == 1
+
+
+@pytest.mark.parametrize("loss", ["minimax", "hinge", "wgan-gp"])
+def test_every_loss_trains(tmp_path, loss):
+    config = tiny_config(epochs=1, loss=loss, batch_norm=loss != "wgan-gp")
+    history = make_trainer(tmp_path, config).fit()
+    assert all(torch.isfinite(torch.tensor(history["batch"]["loss_g"])))
+
+
+def test_ema_generator_is_kept_and_resumed(tmp_path):
+    straight = make_trainer(tmp_path / "a", tiny_config(epochs=2, ema_decay=0.9))
+    straight.fit()
+    assert not torch.equal(straight.ema_generator.net[0][0].weight, straight.generator.net[0][0].weight)
+    make_trainer(tmp_path / "b", tiny_config(epochs=1, ema_decay=0.9)).fit()
+    resumed = make_trainer(tmp_path / "b", tiny_config(epochs=2, ema_decay=0.9))
+    resumed.fit()
+    for a, b in zip(straight.ema_generator.state_dict().values(), resumed.ema_generator.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(straight.sample(), resumed.sample())
+
+
+def test_precision_choice():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) == torch.bfloat16
+    assert autocast_dtype("fp32", cpu) is None
+    assert autocast_dtype("fp16", cpu) == torch.float16
+
+
+def test_fp32_and_contiguous_path_trains(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer = make_trainer(tmp_path, tiny_config(epochs=1, precision="fp32", channels_last=False))
+    trainer.fit()
+    assert trainer.history["epoch"]["epoch"] == [1]
