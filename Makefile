@@ -21,7 +21,8 @@ demo: $(STAMP)
 		--run-dir $(DEMO_DIR)
 
 lint: $(STAMP)
-	$(BIN)/ruff check dcganlib tests benchmarks
+	$(BIN)/ruff check dcganlib tests benchmarks tools notebooks
+	$(BIN)/python tools/set_repo_url.py --check
 
 # The browser test needs Debian's Chromium (installed once, as root, as CI runs).
 test: $(STAMP) lint

@@ -6,7 +6,7 @@ import importlib.util
 from pathlib import Path
 
 DRIVE_MOUNT_POINT = Path("/content/drive")
-DRIVE_RUNS = DRIVE_MOUNT_POINT / "MyDrive" / "dcgan"
+DRIVE_FOLDER = "dcgan"  # runs live in MyDrive/dcgan/<run name>
 COLAB_LOCAL_RUNS = Path("/content/runs")
 
 
@@ -16,18 +16,21 @@ class DriveUnavailableError(RuntimeError):
 
 def in_colab() -> bool:
     """True inside a Google Colab runtime."""
-    return importlib.util.find_spec("google.colab") is not None
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except ModuleNotFoundError:  # no `google` namespace package at all
+        return False
 
 
-def mount_drive(mount_point: Path = DRIVE_MOUNT_POINT) -> Path:
+def mount_drive() -> Path:
     """Mount Google Drive (asks for permission once per runtime) and return MyDrive."""
-    my_drive = Path(mount_point) / "MyDrive"
+    my_drive = DRIVE_MOUNT_POINT / "MyDrive"
     if my_drive.is_dir():
         return my_drive
     try:
         from google.colab import drive
 
-        drive.mount(str(mount_point))
+        drive.mount(str(DRIVE_MOUNT_POINT))
     except Exception as error:  # the Colab API raises plain exceptions (ValueError, MessageError, timeouts)
         raise DriveUnavailableError(
             f"Google Drive could not be mounted ({error}). Re-run the cell and accept the Drive permission "
@@ -46,7 +49,7 @@ def run_directory(name: str, *, local: bool = False, base=None) -> Path:
     if base is not None:
         root = Path(base)
     elif in_colab() and not local:
-        root = mount_drive() / DRIVE_RUNS.relative_to(DRIVE_MOUNT_POINT / "MyDrive")
+        root = mount_drive() / DRIVE_FOLDER
     elif in_colab():
         root = COLAB_LOCAL_RUNS
     else:

@@ -65,7 +65,9 @@ class Config:
     loss: str = "non-saturating"  # non-saturating, minimax, hinge or wgan-gp
     label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
     gp_weight: float = 10.0  # gradient-penalty weight for wgan-gp
-    ema_decay: float = 0.0  # > 0 keeps an exponential moving average of G for sampling (e.g. 0.999)
+    ema_decay: float = 0.999  # moving average of G's weights used for samples (0 turns it off): smoother images
+    fid_every: int = 0  # > 0: offline FID every this many epochs (digit data sets), keeping checkpoints/best.pt
+    fid_samples: int = 1000  # generated images per FID evaluation (compare FIDs only at equal counts)
     precision: str = "auto"  # auto: bf16 on CPU and on GPUs that have it, fp16 otherwise (T4), fp32 disables
     channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and tensor cores
     compile: bool = False  # torch.compile the models (pays on long GPU runs only)
@@ -93,9 +95,10 @@ class Config:
         if self.channels not in (1, 3):
             raise ConfigError(f"channels: {self.channels} is not supported; use 1 (grayscale) or 3 (RGB)")
         for name in ("z_dim", "g_features", "d_features", "batch_size", "epochs", "sample_count",
-                     "keep_checkpoints"):
+                     "keep_checkpoints", "fid_every", "fid_samples"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "epochs" else 1):
+            minimum = 0 if name in ("epochs", "fid_every") else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigError(f"{name}: {value!r} must be a positive whole number")
         for name in ("lr", "lr_d"):
             value = getattr(self, name)
@@ -113,6 +116,9 @@ class Config:
         if self.loss == "wgan-gp" and self.batch_norm:
             raise ConfigError("batch_norm: must be False with loss 'wgan-gp' (BatchNorm mixes the samples "
                               "that the gradient penalty treats one by one)")
+        if self.fid_every and (self.dataset not in ("mnist-5k", "mnist") or self.channels != 1):
+            raise ConfigError("fid_every: the offline FID scores digits with an MNIST classifier; use it with "
+                              "dataset mnist-5k or mnist and channels 1, or set fid_every to 0")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: unknown {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if self.dataset not in DATASETS and not self.dataset.startswith("folder:"):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint
+from . import checkpoint, metrics
 from .config import ARCHITECTURE_FIELDS, Config
 from .data import BatchLoader, load_dataset
 from .losses import discriminator_loss, generator_loss, gradient_penalty
@@ -25,6 +25,7 @@ from .models import build_models, make_noise
 RUN_CONTROL_FIELDS = ("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard", "data_root", "compile",
                       "resident_data")
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
+BEST_CHECKPOINT = "best.pt"
 DISPLAY_EVERY = 10  # batches between progress-bar updates: reading losses waits for the device
 
 
@@ -53,7 +54,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def empty_history() -> dict:
     """History layout read by the plots: per-batch and per-epoch lists."""
     return {"batch": {"step": [], **{k: [] for k in STAT_NAMES}},
-            "epoch": {"epoch": [], **{k: [] for k in STAT_NAMES}, "seconds": []}}
+            "epoch": {"epoch": [], **{k: [] for k in STAT_NAMES}, "seconds": [], "fid": []}}
 
 
 def resolve_resume_config(requested: Config | None, saved: dict) -> Config:
@@ -133,6 +134,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
 
         self.epoch = self.batch_in_epoch = self.step = 0
+        self.best_fid: float | None = None
         self.history = empty_history()
         self._pending: list[torch.Tensor] = []
         dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels)
@@ -162,6 +164,7 @@ class Trainer:
             "data": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.batch_in_epoch,
                      "batch_size": self.config.batch_size},
             "fixed_noise": self.fixed_noise.cpu(), "history": self.history, "config": self.config.to_dict(),
+            "best_fid": self.best_fid,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -179,6 +182,7 @@ class Trainer:
         self.fixed_noise = state["fixed_noise"].to(self.device)
         self.history = state["history"]
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.best_fid = state.get("best_fid")
 
     def save_checkpoint(self) -> Path:
         """Write the current state atomically under run_dir/checkpoints and prune old ones."""
@@ -220,7 +224,8 @@ class Trainer:
 
     @torch.no_grad()
     def _update_ema(self) -> None:
-        decay = self.config.ema_decay
+        # Warm-up: early on the average follows G closely, else the first epochs' samples would be a blur.
+        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
         ema_params = list(self.ema_generator.parameters())
         torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1.0 - decay)
         for ema_buffer, buffer in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
@@ -290,11 +295,17 @@ class Trainer:
         for name in STAT_NAMES:
             epoch_history[name].append(float(np.mean(batch_history[name][-batches:])))
         epoch_history["seconds"].append(seconds)
+        evaluate = self.config.fid_every and self.epoch % self.config.fid_every == 0
+        epoch_history["fid"].append(self.evaluate_fid() if evaluate else None)
         self.save_samples()
         self.save_checkpoint()
+        if evaluate and (self.best_fid is None or epoch_history["fid"][-1] <= self.best_fid):
+            self.best_fid = epoch_history["fid"][-1]
+            checkpoint.save_atomic(self.state_dict(), checkpoint.checkpoint_dir(self.run_dir) / BEST_CHECKPOINT)
         if self._writer is not None:
-            for name in STAT_NAMES:
-                self._writer.add_scalar(name, epoch_history[name][-1], self.epoch)
+            for name in (*STAT_NAMES, "fid"):
+                if epoch_history[name][-1] is not None:
+                    self._writer.add_scalar(name, epoch_history[name][-1], self.epoch)
             self._writer.flush()
 
     # --- sampling ----------------------------------------------------------------------------------------
@@ -312,6 +323,12 @@ class Trainer:
         images = generator(self.fixed_noise if noise is None else noise.to(self.device)).float().cpu()
         generator.train(was_training)
         return images
+
+    def evaluate_fid(self) -> float:
+        """Offline FID of `fid_samples` images from fixed noise against the held-out mnist-5k digits."""
+        noise = make_noise(self.config.fid_samples, self.config.z_dim,
+                           generator=torch.Generator().manual_seed(self.config.seed + 3))
+        return metrics.offline_fid(self.sample(noise), reference=metrics.real_reference()).fid
 
     def save_samples(self) -> Path:
         """The fixed-noise grid of the epoch just completed, as samples/epoch_NNNN.png."""

@@ -49,6 +49,12 @@ def test_bad_values_name_the_field(field, value, message):
         Config(**{field: value})
 
 
+def test_fid_needs_digits():
+    with pytest.raises(ConfigError, match="fid_every: .*MNIST classifier"):
+        Config(fid_every=1, dataset="cifar10")
+    assert Config(fid_every=1).fid_every == 1
+
+
 def test_unknown_preset():
     with pytest.raises(ConfigError, match="unknown preset 'dcgan999'.*mnist28"):
         Config.from_preset("dcgan999")

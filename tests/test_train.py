@@ -130,10 +130,10 @@ def test_resume_keeps_the_checkpoints_training_settings(tmp_path):
 
 def test_resume_without_a_config_takes_the_checkpoints(tmp_path):
     make_trainer(tmp_path, tiny_config(epochs=1, seed=7)).fit()
-    resumed = make_trainer(tmp_path, None)
+    resumed = Trainer(None, tmp_path, progress=False, log=lambda message: None)
     assert resumed.config.seed == 7 and resumed.epoch == 1
     with pytest.raises(FileNotFoundError, match="choose a preset"):
-        make_trainer(tmp_path / "empty", None)
+        Trainer(None, tmp_path / "empty", progress=False)
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous(tmp_path):
@@ -163,6 +163,22 @@ def test_ema_generator_is_kept_and_resumed(tmp_path):
                     strict=True):
         assert torch.equal(a, b)
     assert torch.equal(straight.sample(), resumed.sample())
+
+
+def test_fid_every_epoch_keeps_the_best_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=2, fid_every=1, fid_samples=200))
+    trainer.fit()
+    fids = trainer.history["epoch"]["fid"]
+    assert len(fids) == 2 and all(f > 0 for f in fids)
+    best = checkpoint.load_checkpoint(checkpoint.checkpoint_dir(tmp_path) / "best.pt")
+    assert best["best_fid"] == min(fids) and best["epoch"] == 1 + fids.index(min(fids))
+    assert checkpoint.latest_checkpoint(tmp_path).name == "ckpt_epoch_0002.pt"
+
+
+def test_fid_is_skipped_between_evaluations(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=2, fid_every=2, fid_samples=200))
+    trainer.fit()
+    assert trainer.history["epoch"]["fid"][0] is None and trainer.history["epoch"]["fid"][1] > 0
 
 
 def test_precision_choice():
