@@ -209,11 +209,14 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
         self.scaler.step(self.opt_d)
-        # (2) Update G: maximise log D(G(z)) (non-saturating), through the freshly updated D.
+        # (2) Update G: maximise log D(G(z)) (non-saturating), through the freshly updated D. D's own weight
+        # gradients would be thrown away before its next step, so they are not computed.
+        self.discriminator.requires_grad_(False)
         with self._autocast():
             loss_g = generator_loss(cfg.loss, self._d_forward(fake).float())
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
+        self.discriminator.requires_grad_(True)
         self.scaler.step(self.opt_g)
         self.scaler.update()
         if self.ema_generator is not None:
