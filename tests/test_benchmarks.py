@@ -79,3 +79,8 @@ def test_quality_comparison_runs_both_loops(quality):
     assert report["floor"]["train_4000"]["fid"] < report["floor"]["train_1000"]["fid"] < 20
     text = quality.markdown(report)
     assert "| mnist28 | 1 |" in text and "Real-vs-real floor" in text
+
+
+def test_precision_check_reports_both_paths(quality):
+    check = quality.precision_check("mnist28", 1, seeds=(0,), g_features=8, d_features=8, batch_size=500)
+    assert len(check["fast"]) == len(check["fp32"]) == 1 and all(f > 0 for f in check["fast"] + check["fp32"])

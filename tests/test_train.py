@@ -194,3 +194,9 @@ def test_fp32_and_contiguous_path_trains(tmp_path):
         trainer = make_trainer(tmp_path, tiny_config(epochs=1, precision="fp32", channels_last=False))
     trainer.fit()
     assert trainer.history["epoch"]["epoch"] == [1]
+
+
+def test_tensorboard_logs_epoch_scalars(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=1, tensorboard=True))
+    trainer.fit()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
