@@ -23,7 +23,7 @@ from .models import build_models, make_noise
 
 # Fields a re-run may change without breaking an exact resume: how long to train and how to store it.
 RUN_CONTROL_FIELDS = ("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard", "data_root", "compile",
-                      "resident_data")
+                      "resident_data", "fid_every", "fid_samples")
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 BEST_CHECKPOINT = "best.pt"
 DISPLAY_EVERY = 10  # batches between progress-bar updates: reading losses waits for the device

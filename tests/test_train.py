@@ -126,6 +126,10 @@ def test_resume_keeps_the_checkpoints_training_settings(tmp_path):
     with pytest.warns(UserWarning, match="keeps the checkpoint's lr"):
         resumed = make_trainer(tmp_path, tiny_config(epochs=2, lr=1e-3))
     assert resumed.config.lr == 2e-4 and resumed.config.epochs == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # run-control fields change without a warning
+        resumed = make_trainer(tmp_path, tiny_config(epochs=3, fid_every=2, checkpoint_minutes=5))
+    assert (resumed.config.fid_every, resumed.config.checkpoint_minutes) == (2, 5)
 
 
 def test_resume_without_a_config_takes_the_checkpoints(tmp_path):

@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir", default="runs/figs")
     parser.add_argument("--preset", default="mnist32")
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args(argv)
 
     config = Config.from_preset(args.preset, dataset="mnist-5k", epochs=args.epochs, fid_every=1)
