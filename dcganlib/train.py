@@ -109,6 +109,11 @@ class Trainer:
                                     "choose a preset to start a new run")
         self.config = resolve_resume_config(config, found[0]["config"]) if found else config
         cfg = self.config
+        try:
+            cfg.save_yaml(self.run_dir / "config.yaml")
+        except OSError as error:  # fail now, not after loading data and an epoch of training
+            raise checkpoint.CheckpointError(f"cannot write to the run dir {self.run_dir} ({error}); choose a "
+                                             "writable folder (on Colab, check that Drive is mounted)") from error
         self.device = pick_device(device)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -148,7 +153,6 @@ class Trainer:
             self.log(f"Resumed from epoch {self.epoch}{where} ({path}, step {self.step}).")
         else:
             self.log(f"Starting fresh in {self.run_dir}.")
-        cfg.save_yaml(self.run_dir / "config.yaml")
         self._writer = self._tensorboard_writer() if cfg.tensorboard else None
 
     # --- state -------------------------------------------------------------------------------------------

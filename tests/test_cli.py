@@ -54,8 +54,10 @@ def test_sample_gif_plot_export(trained, tmp_path, capsys):
     (["train", "--run-dir", "{tmp}", "--dataset", "folder:{tmp}/none", "--epochs", "1"], "error: "),
     (["sample", "--run-dir", "{tmp}/nothing"], "error: "),
     (["gif", "--run-dir", "{tmp}"], "error: "),
+    (["train", "--run-dir", "{tmp}/a_file/run", "--epochs", "1"], "error: cannot write to the run dir"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
