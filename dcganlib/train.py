@@ -284,7 +284,7 @@ class Trainer:
                 self.save_checkpoint()
                 last_save = time.monotonic()
         self._flush_stats()
-        bar.set_postfix(self._postfix())
+        bar.set_postfix(self._postfix(), refresh=False)  # close() draws the final line once
         bar.close()
         self._end_epoch(time.monotonic() - started)
 
