@@ -215,3 +215,11 @@ def load_latest(
 ) -> tuple[dict, Path] | None:
     """Return (state, path) for the newest valid checkpoint under run_dir, or None if there is none."""
     return _search(run_dir, map_location)
+
+
+def require_latest(run_dir: str | os.PathLike) -> tuple[dict, Path]:
+    """Like load_latest, but a run with no valid checkpoint is a FileNotFoundError that says to train first."""
+    found = load_latest(run_dir)
+    if found is None:
+        raise FileNotFoundError(f"no valid checkpoint in {checkpoint_dir(run_dir)}: train first")
+    return found

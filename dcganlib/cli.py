@@ -56,11 +56,8 @@ def _gif(args) -> None:
 
 
 def _plot(args) -> None:
-    found = checkpoint.load_latest(args.run_dir)
-    if found is None:
-        raise FileNotFoundError(f"no valid checkpoint in {checkpoint.checkpoint_dir(args.run_dir)}: train first")
+    history = checkpoint.require_latest(args.run_dir)[0]["history"]
     out_dir = Path(args.out_dir or args.run_dir)
-    history = found[0]["history"]
     for plot, name in ((viz.plot_losses, "losses.png"), (viz.plot_d_outputs, "d_outputs.png")):
         plot(history, out_dir / name)
         print(out_dir / name)

@@ -11,26 +11,10 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.functional import to_pil_image
 
+from .models import generate
+
 # Above this |cosine| the two vectors span no plane to rotate in, so slerp is replaced by lerp.
 _PARALLEL_COS = 0.9995
-
-
-def generate(generator: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
-    """Images for latents z, made in eval mode without gradients; returns a CPU tensor in [-1, 1]."""
-    if not isinstance(generator, torch.nn.Module):
-        with torch.no_grad():
-            return generator(z).cpu()
-    was_training = generator.training
-    param = next(generator.parameters(), None)
-    # Seeded noise is made on the CPU; follow the model wherever the notebook put it (e.g. a Colab GPU).
-    if param is not None:
-        z = z.to(param.device)
-    generator.eval()
-    try:
-        with torch.no_grad():
-            return generator(z).cpu()
-    finally:
-        generator.train(was_training)
 
 
 def noise_for_seed(seed: int, z_dim: int, n: int = 1) -> Tensor:

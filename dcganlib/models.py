@@ -7,9 +7,10 @@ maps H_in to H_out = (H_in - 1) * stride - 2 * padding + kernel + output_padding
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from .config import Config
 
@@ -129,3 +130,21 @@ def make_noise(n: int, z_dim: int, *, device=None, generator: torch.Generator | 
 def count_parameters(module: nn.Module) -> int:
     """Trainable parameters of `module`."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def generate(generator: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
+    """Images for latents z, made in eval mode without gradients; returns a CPU tensor in [-1, 1]."""
+    if not isinstance(generator, torch.nn.Module):
+        with torch.no_grad():
+            return generator(z).cpu()
+    was_training = generator.training
+    param = next(generator.parameters(), None)
+    # Seeded noise is made on the CPU; follow the model wherever the notebook put it (e.g. a Colab GPU).
+    if param is not None:
+        z = z.to(param.device)
+    generator.eval()
+    try:
+        with torch.no_grad():
+            return generator(z).cpu()
+    finally:
+        generator.train(was_training)

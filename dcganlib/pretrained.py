@@ -16,10 +16,7 @@ SHIPPED_GENERATOR = ASSETS / "mnist28_generator.pt"
 
 def export_generator(run_dir, path=None) -> Path:
     """Write the newest checkpoint's generator (its EMA copy when kept) as a small file; returns its path."""
-    found = checkpoint.load_latest(run_dir)
-    if found is None:
-        raise FileNotFoundError(f"no valid checkpoint in {checkpoint.checkpoint_dir(run_dir)}: train first")
-    state, source = found
+    state, source = checkpoint.require_latest(run_dir)
     weights = state.get("ema_generator") or state["generator"]
     exported = {"generator": weights, "architecture": {k: state["config"][k] for k in ARCHITECTURE_FIELDS},
                 "epoch": state["epoch"], "source": source.name, "format_version": checkpoint.FORMAT_VERSION}
@@ -30,10 +27,7 @@ def load_generator(source=None, device="cpu") -> Generator:
     """A generator in eval mode from a run dir, a checkpoint, an exported file, or (default) the shipped one."""
     path = Path(source) if source is not None else SHIPPED_GENERATOR
     if path.is_dir():
-        found = checkpoint.load_latest(path)
-        if found is None:
-            raise FileNotFoundError(f"no valid checkpoint in {checkpoint.checkpoint_dir(path)}: train first")
-        state = found[0]
+        state, _ = checkpoint.require_latest(path)
     elif path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
     else:

@@ -19,7 +19,7 @@ from . import checkpoint, metrics
 from .config import ARCHITECTURE_FIELDS, Config
 from .data import BatchLoader, load_dataset
 from .losses import discriminator_loss, generator_loss, gradient_penalty
-from .models import build_models, make_noise
+from .models import build_models, generate, make_noise
 
 # Fields a re-run may change without breaking an exact resume: how long to train and how to store it.
 RUN_CONTROL_FIELDS = ("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard", "data_root", "compile",
@@ -321,15 +321,9 @@ class Trainer:
         """The EMA generator when kept, else the generator."""
         return self.ema_generator if self.ema_generator is not None else self.generator
 
-    @torch.no_grad()
     def sample(self, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Images (in [-1, 1], on the CPU) for `noise`, default the fixed noise; G in eval mode."""
-        generator = self.sampling_generator
-        was_training = generator.training
-        generator.eval()
-        images = generator(self.fixed_noise if noise is None else noise.to(self.device)).float().cpu()
-        generator.train(was_training)
-        return images
+        return generate(self.sampling_generator, self.fixed_noise if noise is None else noise)
 
     def evaluate_fid(self) -> float:
         """Offline FID of `fid_samples` images from fixed noise against the held-out mnist-5k digits."""

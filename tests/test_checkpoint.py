@@ -395,3 +395,8 @@ def test_process_killed_mid_save_leaves_previous_checkpoint(tmp_path):
     resumed = save_checkpoint({**state, "epoch": 2}, tmp_path)
     assert latest_checkpoint(tmp_path) == resumed
     assert set(REQUIRED_KEYS) <= load_checkpoint(resumed).keys()
+
+
+def test_require_latest_says_to_train_first(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no valid checkpoint in .*: train first"):
+        checkpoint.require_latest(tmp_path)
