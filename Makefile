@@ -5,15 +5,19 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test lint bench figs pretrained clean
+.PHONY: setup demo test lint bench gpu-check figs pretrained clean
 
 setup: $(STAMP)
 
 # Reinstalled only when the dependency lists change; constraints.txt pins the CPU torch/torchvision pair.
+# Beside the venv's ipywidgets 8, Colab's 7.7.1 for tests/test_sliders.py's kernel test: only what the kernel
+# side imports (the front-end bundles widgetsnbextension 3.6 and jupyterlab_widgets 1.x are never loaded).
 $(STAMP): pyproject.toml constraints.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	rm -rf $(VENV)/ipywidgets-7.7.1
+	$(BIN)/python -m pip install -q --target $(VENV)/ipywidgets-7.7.1 --no-deps ipywidgets==7.7.1 ipython_genutils==0.2.0
 	touch $(STAMP)
 
 # mnist32, not the course net: it draws digits after ~600 updates (~1.5 min here) instead of ~6,000.
@@ -32,6 +36,10 @@ test: $(STAMP) lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/quality.py
+
+# On a machine with a GPU: precision, exact kill-and-resume, CUDA graphs and speed; see benchmarks/README.md.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 figs: $(STAMP)
 	$(BIN)/python tools/make_figs.py

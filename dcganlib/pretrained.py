@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
+from . import checkpoint, colab
 from .config import ARCHITECTURE_FIELDS
 from .models import Generator
 
@@ -25,7 +25,7 @@ def export_generator(run_dir, path=None) -> Path:
 
 def load_generator(source=None, device="cpu") -> Generator:
     """A generator in eval mode from a run dir, a checkpoint, an exported file, or (default) the shipped one."""
-    path = Path(source) if source is not None else SHIPPED_GENERATOR
+    path = colab.ensure_drive(source) if source is not None else SHIPPED_GENERATOR
     if path.is_dir():
         state, _ = checkpoint.require_latest(path)
     elif path.is_file():

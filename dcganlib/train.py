@@ -15,15 +15,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, metrics
-from .config import ARCHITECTURE_FIELDS, Config
-from .data import BatchLoader, load_dataset
+from . import checkpoint, colab, metrics
+from .config import ARCHITECTURE_FIELDS, Config, ConfigError
+from .data import BatchLoader, dataset_size, load_dataset
+from .devices import autocast_dtype, pick_device
 from .losses import discriminator_loss, generator_loss, gradient_penalty
 from .models import build_models, generate, make_noise
 
 # Fields a re-run may change without breaking an exact resume: how long to train and how to store it.
 RUN_CONTROL_FIELDS = ("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard", "data_root", "compile",
-                      "resident_data", "fid_every", "fid_samples")
+                      "compile_mode", "resident_data", "fid_every", "fid_samples")
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 BEST_CHECKPOINT = "best.pt"
 DISPLAY_EVERY = 10  # batches between progress-bar updates: reading losses waits for the device
@@ -31,24 +32,6 @@ DISPLAY_EVERY = 10  # batches between progress-bar updates: reading losses waits
 
 class ArchitectureMismatchError(ValueError):
     """The requested networks differ from the checkpoint's; the message names the fields."""
-
-
-def pick_device(device=None) -> torch.device:
-    """`device` if given, else the GPU when there is one, else the CPU."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The mixed-precision dtype for `precision` on `device` (None: plain fp32)."""
-    if precision == "fp32":
-        return None
-    if precision == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.bfloat16 if device.type == "cpu" else None
-    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 def empty_history() -> dict:
@@ -101,7 +84,8 @@ class Trainer:
 
     def __init__(self, config: Config | None, run_dir, *, device=None, resume: bool = True,
                  progress: bool = True, log: Callable[[str], None] = print):
-        self.run_dir = Path(run_dir)
+        self.device = pick_device(device)  # first: an unusable device fails before the run dir is touched
+        self.run_dir = colab.ensure_drive(run_dir)
         self.log, self.progress = log, progress
         found = checkpoint.load_latest(self.run_dir) if resume else None
         if found is None and config is None:
@@ -114,7 +98,6 @@ class Trainer:
         except OSError as error:  # fail now, not after loading data and an epoch of training
             raise checkpoint.CheckpointError(f"cannot write to the run dir {self.run_dir} ({error}); choose a "
                                              "writable folder (on Colab, check that Drive is mounted)") from error
-        self.device = pick_device(device)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
@@ -134,7 +117,11 @@ class Trainer:
                                       generator=torch.Generator().manual_seed(cfg.seed + 2)).to(self.device)
         self._g_forward, self._d_forward = self.generator, self.discriminator
         if cfg.compile:
-            self._g_forward, self._d_forward = torch.compile(self.generator), torch.compile(self.discriminator)
+            # "reduce-overhead" replays each compiled pass as a CUDA graph, cutting the launch cost that dominates
+            # the small course net. BatchNorm's running-stat updates in training mode mutate buffers, which may
+            # make torch skip the capture; benchmarks/gpu_check.py measures whether it does.
+            self._g_forward = torch.compile(self.generator, mode=cfg.compile_mode)
+            self._d_forward = torch.compile(self.discriminator, mode=cfg.compile_mode)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
@@ -143,6 +130,9 @@ class Trainer:
         self.history = empty_history()
         self._pending: list[torch.Tensor] = []
         dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels)
+        if cfg.batch_size > len(dataset):  # known only now for a folder: of images
+            raise ConfigError(f"batch_size: {cfg.batch_size} is more than the {len(dataset)} images in "
+                              f"{cfg.dataset}; choose a batch size of at most {len(dataset)}")
         self.loader = BatchLoader(dataset, cfg.batch_size, seed=cfg.seed,
                                   device=self.device if cfg.resident_data else "cpu",
                                   memory_format=self.memory_format)
@@ -256,11 +246,25 @@ class Trainer:
         target = self.config.epochs if epochs is None else epochs
         if self.epoch >= target:
             self.log(f"Already trained {self.epoch} epochs (target {target}); raise epochs to train more.")
-        while self.epoch < target:
-            self._train_epoch(target)
-            if on_epoch_end is not None:
-                on_epoch_end(self)
+        try:
+            while self.epoch < target:
+                self._train_epoch(target)
+                if on_epoch_end is not None:
+                    on_epoch_end(self)
+        except KeyboardInterrupt:
+            self.log(self.interrupted_advice())
+            raise
         return self.history
+
+    def interrupted_advice(self) -> str:
+        """What an interrupted run keeps and how to go on: the newest checkpoint, and Drive's upload lag."""
+        newest = checkpoint.latest_checkpoint(self.run_dir)
+        kept = f"the newest checkpoint is {newest}" if newest else "no checkpoint was written yet"
+        advice = f"Interrupted during epoch {self.epoch + 1}: {kept}. Run the same cells (or command) to resume."
+        if colab.on_drive(self.run_dir):
+            advice += (" Drive uploads lag the runtime: before closing this tab, run dcganlib.flush_drive() so "
+                       "the newest checkpoint reaches Drive.")
+        return advice
 
     def _train_epoch(self, target: int) -> None:
         cfg = self.config
@@ -345,7 +349,64 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as error:
             raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard") from error
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+        return SummaryWriter(str(colab.tensorboard_dir(self.run_dir)))
+
+
+def seconds_per_step(config: Config, device=None, steps: int = 3) -> float:
+    """Seconds one D + G step of `config`'s networks takes on `device`, timed on random data.
+
+    Throwaway copies of the networks are timed, and the global RNG is restored: no run is touched.
+    """
+    device = pick_device(device)
+    amp_dtype = autocast_dtype(config.precision, device)
+    precision = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    with torch.random.fork_rng(devices=[]):
+        generator, discriminator = (model.to(device) for model in build_models(config))
+        opt_g, opt_d = (torch.optim.Adam(model.parameters()) for model in (generator, discriminator))
+        real = torch.rand(config.batch_size, config.channels, config.image_size, config.image_size, device=device)
+
+        def step() -> None:
+            with precision:
+                fake = generator(make_noise(config.batch_size, config.z_dim, device=device))
+                loss_d = discriminator_loss(config.loss, discriminator(real).float(),
+                                            discriminator(fake.detach()).float())
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            with precision:
+                loss_g = generator_loss(config.loss, discriminator(fake).float())
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+
+        step()  # the first step pays for allocations and kernel selection
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return (time.perf_counter() - started) / steps
+
+
+def training_time(config: Config, device=None) -> str:
+    """How long `config.epochs` epochs will take on `device`, from a few steps timed now: one line for notebooks."""
+    per_step = seconds_per_step(config, device)
+    images = dataset_size(config.dataset)
+    if images is None:
+        return f"One training step takes about {per_step:.3f} s here ({config.batch_size} images)."
+    steps = images // config.batch_size * config.epochs
+    return (f"{config.epochs} epochs of {config.dataset} ({steps:,} steps) will take about "
+            f"{_duration(per_step * steps)} here ({per_step:.3f} s a step, timed on random data).")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def train(config: Config | None, run_dir, *, resume: bool = True, device=None, progress: bool = True,

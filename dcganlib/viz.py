@@ -14,7 +14,8 @@ from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from dcganlib.latent import generate
+from . import colab
+from .models import generate
 
 _DPI = 100
 
@@ -141,7 +142,7 @@ def plot_metric(history: dict, key: str = "fid", path: str | Path | None = None)
 
 def make_gif(run_dir: str | Path, path: str | Path | None = None, fps: int = 4) -> Path:
     """Animate a run's per-epoch sample grids into a looping GIF (default <run>/progress.gif)."""
-    samples = Path(run_dir) / "samples"
+    samples = colab.ensure_drive(run_dir) / "samples"
     frames = sorted(samples.glob("epoch_*.png"))
     if not frames:
         raise FileNotFoundError(

@@ -1,14 +1,18 @@
-"""Smoke test of benchmarks/speed.py: every measurement runs with tiny settings and returns sane numbers (no timing)."""
+"""Smoke tests of the benchmarks: tiny settings, sane numbers (no timing); gpu_check.py's CPU mode passes and fails."""
 
 from __future__ import annotations
 
 import functools
 import importlib
 import json
+import math
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from dcganlib import data
 
@@ -84,3 +88,56 @@ def test_quality_comparison_runs_both_loops(quality):
 def test_precision_check_reports_both_paths(quality):
     check = quality.precision_check("mnist28", 1, seeds=(0,), g_features=8, d_features=8, batch_size=500)
     assert len(check["fast"]) == len(check["fp32"]) == 1 and all(f > 0 for f in check["fast"] + check["fp32"])
+
+
+def run_gpu_check(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """benchmarks/gpu_check.py --device cpu --quick as a user runs it: its exit, output and JSON report."""
+    # One thread per process: the same sums in every run, and no spinning OpenMP threads on a busy 2-core machine.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--quick", "--out", str(out),
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    return done, json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def gpu_check(tmp_path_factory):
+    return run_gpu_check(tmp_path_factory.mktemp("gpu-check") / "check.json")
+
+
+def test_gpu_check_cpu_mode_passes(gpu_check):
+    done, report = gpu_check
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert report["passed"] and report["failures"] == [] and "\nPASS\n" in done.stdout
+    assert [row["preset"] for row in report["precision"]] == ["mnist28", "dcgan64"]
+    for row in report["precision"]:  # bf16 on a CPU with bf16 in hardware, else fp32; never a GradScaler
+        assert row["dtype"] == row["expected_dtype"] in ("bf16", "fp32") and not row["scaler_enabled"]
+        assert row["losses_finite"] and all(math.isfinite(value) for value in row["last"].values())
+    (resume,) = report["resume"]
+    assert resume["exact"] and resume["differing"] == 0 and resume["tensors_compared"] > 50
+    assert resume["newest_checkpoint_at_kill"] == "ckpt_epoch_0001.pt"
+    assert resume["resumed_from"].startswith("Resumed from epoch 1 ") and resume["sabotage"] is None
+    assert resume["deterministic_algorithms"] and resume["cudnn_benchmark_in_check"] is False
+    assert report["compile"] is None and report["speed"] is None and set(report["skipped"]) == {"compile", "speed"}
+
+
+def test_gpu_check_fails_when_the_resume_is_broken(tmp_path):
+    done, report = run_gpu_check(tmp_path / "broken.json", "--checks", "resume", "--break-resume")
+    assert done.returncode == 1 and not report["passed"] and "\nFAIL (1):" in done.stdout
+    (resume,) = report["resume"]
+    assert resume["sabotage"] == "noise RNG state not restored" and not resume["exact"]
+    assert any(path.startswith("generator.") for path in resume["differences"])
+    assert "differ from the uninterrupted run's" in report["failures"][0]
+
+
+def test_checkpoint_differences_are_bit_for_bit():
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    child_run = importlib.import_module("benchmarks.child_run")
+    state = {"w": torch.tensor([1.0, float("nan")]), "opt": {"step": 3, "betas": (0.5, 0.999)}, "seconds": [1.2]}
+    same = {"w": torch.tensor([1.0, float("nan")]), "opt": {"step": 3, "betas": (0.5, 0.999)}, "seconds": [9.9]}
+    assert child_run.differences(state, same, skip=("seconds",)) == []
+    assert child_run.differences(state, same) == ["seconds[0]"]
+    other = {"w": torch.tensor([1.0, -0.0]).to(torch.float64), "opt": {"step": 4, "betas": (0.5, 0.999)},
+             "seconds": [1.2]}
+    assert child_run.differences(state, other) == ["w", "opt.step"]
+    assert child_run.count_tensors(state) == 1

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcganlib.latent import latent_sliders
 from dcganlib.pretrained import SHIPPED_GENERATOR, load_generator
+from dcganlib.sliders import latent_sliders
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = Path(__file__).resolve().parent / "browser" / "latent_sliders.ipynb"

@@ -5,8 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from dcganlib import checkpoint
+from dcganlib import checkpoint, cli, data
 from dcganlib.cli import build_parser, main
 from dcganlib.config import Config
 
@@ -61,6 +62,92 @@ def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     assert main([a.replace("{tmp}", str(tmp_path)) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1 and "Traceback" not in err
+
+
+def one_error_line(capsys) -> str:
+    """stderr, checked to be the CLI's single `error: ...` line."""
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("cuda", "error: device 'cuda' asked for, but torch sees no GPU; drop --device to use the CPU, or on Colab "
+             "choose Runtime ▸ Change runtime type ▸ T4 GPU\n"),
+    ("gpu", "error: unknown device 'gpu'; use cpu, cuda, cuda:N (N a GPU index such as 0) or mps"),
+])
+def test_unusable_device_is_one_line_before_anything_is_written(device, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a machine with a GPU
+    run_dir = tmp_path / "run"
+    assert main(["train", "--run-dir", str(run_dir), "--device", device, "--epochs", "1"]) == 2
+    assert one_error_line(capsys).startswith(message)
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("lr: 0.1\n  beta1: 0.5\n", "is not valid YAML (mapping values are not allowed here at line 2, column 8); "
+                                "fix that line"),
+    ("- lr\n- 0.1\n", "holds a list, expected a mapping of config fields; write one `field: value` per line"),
+    ("", "holds nothing, expected a mapping"),
+    (None, "does not exist; check the path, or leave out --config to start from a preset"),
+])
+def test_bad_config_file_is_one_line_naming_it(text, message, tmp_path, capsys):
+    path = tmp_path / "mine.yaml"
+    if text is not None:
+        path.write_text(text)
+    assert main(["train", "--run-dir", str(tmp_path / "run"), "--config", str(path)]) == 2
+    assert one_error_line(capsys).startswith(f"error: config file {path} {message}")
+
+
+def test_batch_larger_than_the_data_set_is_one_line(tmp_path, capsys):
+    assert main(["train", "--run-dir", str(tmp_path), "--batch-size", "6000", "--epochs", "1"]) == 2
+    assert one_error_line(capsys).startswith(
+        "error: batch_size: 6000 is more than the 5000 images in mnist-5k; choose a batch size of at most 5000")
+
+
+def test_zero_epochs_on_a_new_run_is_not_an_error(tmp_path, capsys):
+    assert main(["train", "--run-dir", str(tmp_path), "--epochs", "0"]) == 0
+    assert "raise epochs to train more" in capsys.readouterr().out
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    def broken_trainer(*args, **kwargs):
+        raise ValueError("a bug, not a user error")
+
+    monkeypatch.setattr(cli, "Trainer", broken_trainer)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["train", "--run-dir", str(tmp_path)])
+
+
+def test_colour_data_on_the_default_preset_fails_before_any_download(tmp_path, monkeypatch, capsys):
+    def no_download(*args, **kwargs):
+        raise AssertionError("CIFAR-10 must not be loaded")
+
+    monkeypatch.setattr(data.datasets, "CIFAR10", no_download)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--run-dir", "run", "--dataset", "cifar10"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: dataset cifar10 is in colour but preset mnist28 is grayscale (channels 1)")
+    assert "cifar32" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_channels_flag_is_the_opt_in(tmp_path, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    seen = []
+
+    def fake_trainer(config, *args, **kwargs):
+        seen.append(config)
+        raise Stop
+
+    monkeypatch.setattr(cli, "Trainer", fake_trainer)
+    for argv in (["--channels", "1"], ["--channels", "3"], ["--preset", "cifar32"]):
+        with pytest.raises(Stop):
+            main(["train", "--run-dir", str(tmp_path), "--dataset", "cifar10", *argv])
+    assert [(c.preset, c.dataset, c.channels) for c in seen] == [
+        ("mnist28", "cifar10", 1), ("mnist28", "cifar10", 3), ("cifar32", "cifar10", 3)]
 
 
 def test_bad_choice_is_argparse_usage_error(tmp_path, capsys):

@@ -1,8 +1,14 @@
 """Config: presets reproduce their sources, YAML round trip, every bad value names its field."""
 
-import pytest
+import warnings
 
-from dcganlib.config import PRESETS, Config, ConfigError
+import pytest
+import torch
+
+from dcganlib.config import COMPILE_MODES, PRESETS, Config, ConfigError
+from dcganlib.data import DATASETS
+from dcganlib.models import build_models, make_noise
+from dcganlib.train import resolve_resume_config
 
 
 def test_presets_match_their_sources():
@@ -16,6 +22,35 @@ def test_presets_match_their_sources():
         config = Config.from_preset(name)
         assert (config.lr, config.beta1, config.beta2) == (2e-4, 0.5, 0.999)
         assert config.batch_size == (64 if name == "mnist32" else 128)
+
+
+def test_cifar32_is_mnist32_in_colour():
+    cifar = Config.from_preset("cifar32")
+    assert cifar.architecture() == {**Config.from_preset("mnist32").architecture(), "channels": 3}
+    assert (cifar.image_size, cifar.z_dim, cifar.g_features, cifar.d_features) == (32, 100, 64, 64)
+    assert (cifar.dataset, cifar.channels) == ("cifar10", DATASETS["cifar10"].channels)
+    torch.manual_seed(0)
+    generator, discriminator = build_models(cifar)
+    images = generator(make_noise(2, cifar.z_dim))
+    assert images.shape == (2, 3, 32, 32) and discriminator(images).shape == (2,)
+
+
+@pytest.mark.parametrize("preset", [name for name, values in PRESETS.items() if values["channels"] == 1])
+@pytest.mark.parametrize("dataset", [name for name, info in DATASETS.items() if info.channels == 3])
+def test_colour_data_on_a_grey_preset_names_the_fix(preset, dataset):
+    match = rf"dataset {dataset} is in colour but preset {preset} is grayscale.*cifar32.*channels=1"
+    with pytest.raises(ConfigError, match=match):
+        Config.from_preset(preset, dataset=dataset)
+    # An explicit channels is the opt-in: grey on purpose, or colour at this preset's size.
+    assert Config.from_preset(preset, dataset=dataset, channels=1).channels == 1
+    assert Config.from_preset(preset, dataset=dataset, channels=3).channels == 3
+
+
+def test_matching_channels_need_no_opt_in():
+    assert Config.from_preset("mnist28", dataset="fashion-mnist").channels == 1
+    assert Config.from_preset("celeba64", dataset="cifar10").channels == 3
+    assert Config.from_preset("mnist32", dataset="folder:/tmp/photos").channels == 1  # unknown until read
+    assert Config.from_dict({"dataset": "cifar10", "channels": 1}).channels == 1  # saved grey runs still resume
 
 
 def test_overrides_apply_on_top_of_preset():
@@ -75,3 +110,24 @@ def test_unknown_yaml_field(tmp_path):
     path.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping"):
         Config.load_yaml(path)
+
+
+def test_compile_mode_is_checked_and_a_resume_may_change_it():
+    assert [Config(compile=True, compile_mode=mode).compile_mode for mode in COMPILE_MODES] == list(COMPILE_MODES)
+    with pytest.raises(ConfigError, match="compile_mode: unknown 'cudagraphs'.*default, reduce-overhead"):
+        Config(compile=True, compile_mode="cudagraphs")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a run-control field: no "resuming keeps the checkpoint's ..." warning
+        resumed = resolve_resume_config(Config(compile=True, compile_mode="reduce-overhead"), Config().to_dict())
+    assert (resumed.compile, resumed.compile_mode) == (True, "reduce-overhead")
+
+
+def test_a_hand_written_2e_4_is_a_clear_error(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("lr: 2e-4\n")  # YAML 1.1 reads this as the string "2e-4"
+    with pytest.raises(ConfigError, match=r"lr: '2e-4' must be a number; in YAML write 2.0e-4 or 0.0002"):
+        Config.load_yaml(path)
+    path.write_text("lr: 2.0e-4\nlr_d: null\n")
+    assert Config.load_yaml(path).lr == 2e-4
+    with pytest.raises(ConfigError, match="beta1: 'high' must be a number"):
+        Config(beta1="high")

@@ -15,10 +15,13 @@ from torch.utils.data import Dataset
 
 from dcganlib import data
 from dcganlib.data import (
+    DATASETS,
     BatchLoader,
+    DatasetInfo,
     DatasetUnavailableError,
     ImageFiles,
     TensorImages,
+    dataset_size,
     load_dataset,
     load_mnist_5k,
 )
@@ -91,6 +94,32 @@ def test_bad_names_and_arguments():
         load_dataset("imagenet")
     with pytest.raises(ValueError, match="channels"):
         load_dataset("mnist-5k", channels=2)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_registry_agrees_with_the_offline_loader(mnist5k):
+    images = mnist5k[0]
+    assert DATASETS["mnist-5k"] == DatasetInfo(channels=images.shape[1], size=images.shape[0])
+    assert dataset_size("mnist-5k") == len(load_dataset("mnist-5k")) == 5000
+
+
+def test_registry_sizes_and_channels():
+    assert {name: (info.channels, dataset_size(name)) for name, info in DATASETS.items()} == {
+        "mnist-5k": (1, 5000), "mnist": (1, 60000), "fashion-mnist": (1, 60000), "cifar10": (3, 50000),
+        "celeba": (3, 202599)}
+    assert dataset_size("folder:/any/path") is None
+    with pytest.raises(ValueError, match=r"unknown data set 'imagenet'.*mnist-5k.*celeba.*folder:<path>"):
+        dataset_size("imagenet")
+
+
+@pytest.mark.parametrize("name", [name for name in DATASETS if name != "mnist-5k"])
+def test_every_registered_name_has_a_loader(name, monkeypatch, tmp_path):
+    monkeypatch.setattr(gdown, "download", _gdown_refuses)
+    # Offline the loader can only say the files are missing; an unknown name would be a ValueError instead.
+    with pytest.raises(DatasetUnavailableError):
+        load_dataset(name, root=tmp_path, download=False)
 
 
 # ---------------------------------------------------------------- torchvision sets (faked)

@@ -1,7 +1,6 @@
 """Real processes killed with SIGKILL mid-epoch and mid-save; the resumed run must equal an uninterrupted one."""
 
-import signal
-import subprocess
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,9 @@ from dcganlib.train import Trainer
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ is a folder of scripts, not an installed package
+    sys.path.insert(0, str(REPO))
+Child = importlib.import_module("benchmarks.child_run").Child  # shared with benchmarks/gpu_check.py
 CONFIG = Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=500, sample_count=16, epochs=3)
 
 # Trains in a child process; with PAUSE_AT_SAVE set, the save of that epoch hangs after writing its temp file.
@@ -40,27 +42,9 @@ trainer.fit(on_epoch_end=lambda t: print(f"EPOCH {t.epoch}", flush=True))
 """
 
 
-def start_child(run_dir: Path, pause_at: int) -> subprocess.Popen:
+def start_child(run_dir: Path, pause_at: int) -> Child:
     config_path = CONFIG.save_yaml(run_dir.parent / f"{run_dir.name}.yaml")
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), str(pause_at), str(config_path)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for_line(process: subprocess.Popen, wanted: str, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    for line in process.stdout:
-        if line.strip() == wanted:
-            return
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    pytest.fail(f"child never printed {wanted!r}")
-
-
-def kill(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
-    process.stdout.close()
+    return Child([sys.executable, "-c", CHILD, str(run_dir), str(pause_at), str(config_path)], cwd=REPO)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +69,9 @@ def assert_resumes_exactly(run_dir: Path, straight: Trainer, expected_epoch: int
 def test_sigkill_mid_epoch_loses_only_that_epoch(tmp_path, straight):
     run_dir = tmp_path / "run"
     child = start_child(run_dir, pause_at=-1)
-    wait_for_line(child, "EPOCH 1")
+    child.wait_for("EPOCH 1", timeout=240)
     time.sleep(0.3)  # well inside epoch 2
-    kill(child)
+    child.kill()
     assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(run_dir))["epoch"] == 1
     assert_resumes_exactly(run_dir, straight, expected_epoch=1)
 
@@ -95,8 +79,8 @@ def test_sigkill_mid_epoch_loses_only_that_epoch(tmp_path, straight):
 def test_sigkill_during_a_save_keeps_the_previous_checkpoint(tmp_path, straight):
     run_dir = tmp_path / "run"
     child = start_child(run_dir, pause_at=2)
-    wait_for_line(child, "SAVING")
-    kill(child)
+    child.wait_for("SAVING", timeout=240)
+    child.kill()
     folder = checkpoint.checkpoint_dir(run_dir)
     assert not (folder / "ckpt_epoch_0002.pt").exists()
     assert any(p.name.startswith(".ckpt_epoch_0002") for p in folder.iterdir())  # the half-done temp file

@@ -1,57 +1,20 @@
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
-from PIL import Image
-from torch import nn
+from tiny_generator import Z_DIM, reference
 
 from dcganlib.latent import (
-    generate,
     interpolate,
     interpolation_grid,
     latent_directions,
-    latent_sliders,
     lerp,
     noise_for_seed,
     slerp,
     vector_arithmetic,
     walk,
 )
-
-Z_DIM = 8
-
-
-class TinyGenerator(nn.Module):
-    """Deterministic stand-in: Linear + Tanh to 1x16x16; dropout makes a forgotten eval() visible."""
-
-    def __init__(self, z_dim: int = Z_DIM) -> None:
-        super().__init__()
-        self.z_dim = z_dim
-        self.fc = nn.Linear(z_dim, 16 * 16)
-        self.drop = nn.Dropout(0.5)
-        rng = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            self.fc.weight.copy_(0.4 * torch.randn(self.fc.weight.shape, generator=rng))
-            self.fc.bias.zero_()
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.drop(self.fc(z.flatten(1)))).view(len(z), 1, 16, 16)
-
-
-@pytest.fixture
-def gen() -> TinyGenerator:
-    return TinyGenerator().train()
-
-
-def reference(gen: TinyGenerator, z: torch.Tensor) -> torch.Tensor:
-    """What the generator makes for z in eval mode, computed without the library."""
-    gen.eval()
-    with torch.no_grad():
-        out = gen(z)
-    gen.train()
-    return out
+from dcganlib.models import generate
 
 
 def pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,67 +117,3 @@ def test_vector_arithmetic_averages_batches(gen):
     means = [z.mean(0, keepdim=True) for z in (a, b, c)]
     expected = reference(gen, torch.cat([*means, means[0] - means[1] + means[2]]))
     torch.testing.assert_close(images, expected)
-
-
-# The widget ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def explorer(gen):
-    return latent_sliders(gen, n_directions=3, seeds=(0, 1), scale=2.0, image_size_px=64)
-
-
-def test_widget_renders_a_png_of_the_requested_size(explorer):
-    png = bytes(explorer.image.value)
-    assert png.startswith(b"\x89PNG")
-    assert Image.open(io.BytesIO(png)).size == (64, 64)
-    assert [s.description for s in explorer.direction_sliders] == ["dir 1", "dir 2", "dir 3"]
-    assert all(s.min == -2.0 and s.max == 2.0 for s in explorer.direction_sliders)
-    assert "application/vnd.jupyter.widget-view+json" in explorer._repr_mimebundle_()
-
-
-def test_direction_slider_changes_image_and_back_restores_it(explorer, gen):
-    original = explorer.image.value
-    explorer.direction_sliders[1].value = 1.5
-    assert explorer.image.value != original
-    expected = noise_for_seed(0, Z_DIM) + 1.5 * latent_directions(Z_DIM, 3)[1].view(1, -1, 1, 1)
-    torch.testing.assert_close(explorer.current_latent(), expected)
-    explorer.direction_sliders[1].value = 0.0
-    assert explorer.image.value == original
-    assert gen.training
-
-
-def test_t_slider_endpoints_are_exactly_the_seeds(explorer, gen):
-    for method in ("slerp", "lerp"):
-        explorer.method.value = method
-        explorer.t_slider.value = 0.0
-        assert torch.equal(explorer.current_images(), reference(gen, noise_for_seed(0, Z_DIM)))
-        seed_a_png = explorer.image.value
-        explorer.t_slider.value = 1.0
-        assert torch.equal(explorer.current_images(), reference(gen, noise_for_seed(1, Z_DIM)))
-        alone = latent_sliders(gen, n_directions=3, seeds=(1, 0), image_size_px=64)
-        assert explorer.image.value == alone.image.value
-        assert seed_a_png != alone.image.value
-
-
-def test_seed_picker_changes_image(explorer):
-    before = explorer.image.value
-    explorer.seed_picker.value = 42
-    assert explorer.image.value != before
-    assert torch.equal(explorer.current_latent(), noise_for_seed(42, Z_DIM))
-
-
-def test_method_changes_midpoint_but_not_endpoints(explorer):
-    def render(method: str, t: float) -> bytes:
-        explorer.method.value = method
-        explorer.t_slider.value = t
-        return explorer.image.value
-
-    assert render("slerp", 0.5) != render("lerp", 0.5)
-    assert render("slerp", 0.0) == render("lerp", 0.0)
-    assert render("slerp", 1.0) == render("lerp", 1.0)
-
-
-def test_latent_sliders_needs_a_latent_size():
-    with pytest.raises(ValueError, match="z_dim"):
-        latent_sliders(lambda z: z)

@@ -1,5 +1,6 @@
 """Training: the step, history, samples, and resume that is bit-identical to an uninterrupted run on the CPU."""
 
+import importlib
 import warnings
 
 import pytest
@@ -7,8 +8,10 @@ import torch
 
 from dcganlib import checkpoint
 from dcganlib.config import Config
-from dcganlib.train import ArchitectureMismatchError, Trainer, autocast_dtype
+from dcganlib.train import ArchitectureMismatchError, Trainer
 
+# The module, not the `dcganlib.train` function that the package exports under the same name.
+training = importlib.import_module("dcganlib.train")
 # A small but real run: 640 digits of mnist-5k would need a custom data set, so use tiny nets and big batches.
 TINY = {"g_features": 8, "d_features": 8, "batch_size": 500, "sample_count": 16}
 
@@ -36,6 +39,7 @@ def assert_same_state(first: Trainer, second: Trainer) -> None:
     for key, values in first.history["epoch"].items():
         if key != "seconds":  # wall time is the one thing a resumed run cannot repeat
             assert values == second.history["epoch"][key], key
+    assert first.scaler.state_dict() == second.scaler.state_dict()  # {} unless fp16: scale and growth tracker
     assert (first.epoch, first.step) == (second.epoch, second.step)
 
 
@@ -185,11 +189,33 @@ def test_fid_is_skipped_between_evaluations(tmp_path):
     assert trainer.history["epoch"]["fid"][0] is None and trainer.history["epoch"]["fid"][1] > 0
 
 
-def test_precision_choice():
-    cpu = torch.device("cpu")
-    assert autocast_dtype("auto", cpu) == torch.bfloat16
-    assert autocast_dtype("fp32", cpu) is None
-    assert autocast_dtype("fp16", cpu) == torch.float16
+def fp16_config(epochs: int) -> Config:
+    return tiny_config(epochs=epochs, precision="fp16")
+
+
+def test_fp16_trains_on_the_cpu_with_a_grad_scaler(tmp_path):
+    trainer = make_trainer(tmp_path, fp16_config(1))
+    assert trainer.amp_dtype == torch.float16 and trainer.scaler.is_enabled()
+    with trainer._autocast():
+        assert trainer.generator(trainer.fixed_noise).dtype == torch.float16
+    history = trainer.fit()
+    assert torch.isfinite(torch.tensor(history["batch"]["loss_d"] + history["batch"]["loss_g"])).all()
+    saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))["scaler"]
+    assert saved == trainer.scaler.state_dict()
+    # The scale starts at 2**16 and halves on every step whose fp16 gradients overflow (that step is skipped):
+    # below the start, it shows the scaler caught real overflows instead of sitting idle.
+    assert isinstance(saved["scale"], float) and 0 < saved["scale"] < 2.0**16
+
+
+def test_fp16_resume_is_exact_including_the_grad_scaler(tmp_path):
+    straight = make_trainer(tmp_path / "straight", fp16_config(2))
+    straight.fit()
+
+    make_trainer(tmp_path / "split", fp16_config(1)).fit()
+    resumed = make_trainer(tmp_path / "split", fp16_config(2))
+    assert resumed.scaler.state_dict()["_growth_tracker"] > 0  # restored, not a fresh scaler
+    resumed.fit()
+    assert_same_state(straight, resumed)
 
 
 def test_fp32_and_contiguous_path_trains(tmp_path):
@@ -204,3 +230,20 @@ def test_tensorboard_logs_epoch_scalars(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(epochs=1, tensorboard=True))
     trainer.fit()
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_seconds_per_step_times_real_steps_and_leaves_the_rng_alone():
+    before = torch.get_rng_state()
+    seconds = training.seconds_per_step(tiny_config(batch_size=8), steps=2)
+    assert 0 < seconds < 60
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize(("dataset", "epochs", "expected"), [
+    ("mnist", 25, "25 epochs of mnist (11,700 steps) will take about 58 min here (0.300 s a step"),
+    ("mnist-5k", 2, "2 epochs of mnist-5k (78 steps) will take about 23 s here (0.300 s a step"),
+    ("folder:/photos", 5, "One training step takes about 0.300 s here (128 images)."),
+])
+def test_training_time_multiplies_the_step_by_the_run(monkeypatch, dataset, epochs, expected):
+    monkeypatch.setattr(training, "seconds_per_step", lambda config, device=None: 0.3)
+    assert expected in training.training_time(Config.from_preset("mnist28", dataset=dataset, epochs=epochs))

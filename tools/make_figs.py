@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 
 from dcganlib import Config, Trainer
-from dcganlib.latent import generate, interpolation_grid, noise_for_seed, vector_arithmetic
+from dcganlib.latent import interpolation_grid, noise_for_seed, vector_arithmetic
 from dcganlib.metrics import classifier_probabilities
+from dcganlib.models import generate
 from dcganlib.viz import make_gif, plot_d_outputs, plot_losses, plot_metric, save_grid
 
 FIGS = Path(__file__).resolve().parents[1] / "figs"

@@ -1,0 +1,115 @@
+"""A slider widget that moves one generated image through latent space; the only module that loads ipywidgets."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+
+import ipywidgets as widgets
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.transforms.functional import to_pil_image
+
+from .colab import enable_widget_manager
+from .latent import _method, latent_directions, noise_for_seed
+from .models import generate
+
+
+def _png_bytes(image: Tensor, size_px: int) -> bytes:
+    """PNG of one image in [-1, 1], its longer side upscaled to size_px with nearest neighbour."""
+    pil = to_pil_image((image.clamp(-1, 1) + 1) / 2)
+    scale = size_px / max(pil.size)
+    pil = pil.resize((round(pil.width * scale), round(pil.height * scale)), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    pil.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class LatentExplorer:
+    """Sliders that move one generated image through latent space; end a notebook cell with it to show it."""
+
+    def __init__(
+        self,
+        generator: Callable[[Tensor], Tensor],
+        z_dim: int,
+        *,
+        n_directions: int,
+        seeds: tuple[int, int],
+        scale: float,
+        image_size_px: int,
+    ) -> None:
+        self.generator = generator
+        self.z_dim = z_dim
+        self.image_size_px = image_size_px
+        self.directions = latent_directions(z_dim, n_directions)
+        max_seed = 2**31 - 1
+        self.seed_picker = widgets.BoundedIntText(value=seeds[0], min=0, max=max_seed, description="seed A")
+        self.second_seed = widgets.BoundedIntText(value=seeds[1], min=0, max=max_seed, description="seed B")
+        self.t_slider = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="t (A→B)")
+        self.method = widgets.ToggleButtons(options=["slerp", "lerp"], value="slerp", description="method")
+        self.direction_sliders = [
+            widgets.FloatSlider(value=0.0, min=-scale, max=scale, step=scale / 50, description=f"dir {i + 1}")
+            for i in range(n_directions)
+        ]
+        self.image = widgets.Image(format="png")
+        self.image.add_class("dcgan-latent-image")
+        controls = [self.seed_picker, self.second_seed, self.t_slider, self.method, *self.direction_sliders]
+        for control in controls:
+            control.observe(self._render, names="value")
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.seed_picker, self.second_seed]),
+                self.t_slider,
+                self.method,
+                widgets.HBox([self.image, widgets.VBox(self.direction_sliders)]),
+            ]
+        )
+        self._render()
+
+    def current_latent(self) -> Tensor:
+        """The latent (1, z_dim, 1, 1) the controls describe: A→B interpolation plus the direction offsets."""
+        z_a = noise_for_seed(self.seed_picker.value, self.z_dim)
+        z_b = noise_for_seed(self.second_seed.value, self.z_dim)
+        base = _method(self.method.value)(z_a, z_b, self.t_slider.value)
+        coefs = torch.tensor([slider.value for slider in self.direction_sliders], dtype=base.dtype)
+        return base + (coefs @ self.directions).reshape_as(base)
+
+    def current_images(self) -> Tensor:
+        """The generated image (1, C, H, W) for the current latent."""
+        return generate(self.generator, self.current_latent())
+
+    def _render(self, change: dict | None = None) -> None:
+        # Synchronous: a small generator's forward pass takes milliseconds, so no debouncing is needed.
+        self.image.value = _png_bytes(self.current_images()[0], self.image_size_px)
+
+    # ipywidgets 8 widgets display through _repr_mimebundle_, 7.x ones (Colab's) through _ipython_display_:
+    # hand IPython whichever the installed version has, so the explorer shows as its widget under both.
+    if hasattr(widgets.Widget, "_repr_mimebundle_"):
+
+        def _repr_mimebundle_(self, **kwargs):
+            return self.widget._repr_mimebundle_(**kwargs)
+
+    else:
+
+        def _ipython_display_(self, **kwargs):
+            return self.widget._ipython_display_(**kwargs)
+
+
+def latent_sliders(
+    generator: Callable[[Tensor], Tensor],
+    z_dim: int | None = None,
+    *,
+    n_directions: int = 6,
+    seeds: tuple[int, int] = (0, 1),
+    scale: float = 3.0,
+    image_size_px: int = 256,
+) -> LatentExplorer:
+    """Interactive explorer of a generator's latent space; z_dim defaults to generator.z_dim."""
+    z_dim = z_dim if z_dim is not None else getattr(generator, "z_dim", None)
+    if z_dim is None:
+        raise ValueError("cannot tell the latent size: pass z_dim=... or a generator with a .z_dim attribute")
+    enable_widget_manager(widgets.__version__)
+    return LatentExplorer(
+        generator, z_dim, n_directions=n_directions, seeds=seeds, scale=scale, image_size_px=image_size_px
+    )

@@ -1,0 +1,162 @@
+"""A Colab runtime simulator: fresh runtimes that install dcganlib from git and keep Drive between them.
+
+What is simulated is only what this machine cannot have: the `google.colab` modules (tests/colab_runtime, a
+stand-in whose Drive is a folder that outlives every runtime), Colab's /content (a temp folder, passed to dcganlib
+as DCGANLIB_COLAB_CONTENT) and GitHub (git's `url.<base>.insteadOf` sends the set-up cell's clone of REPO_URL to a
+local repository made from this checkout, tagged with the release the notebooks install). The rest is real: the
+notebooks' own set-up cell runs pip, pip clones and builds dcganlib, and the notebooks run in a Jupyter kernel.
+
+A runtime is a new virtual environment whose only packages are "Colab's preinstalled" ones (this venv's, minus
+dcganlib), a new kernel, and an empty /content: the Drive mount point is gone, the Drive folder is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import nbformat
+
+import dcganlib
+
+ROOT = Path(__file__).resolve().parent.parent
+STAND_IN = Path(__file__).resolve().parent / "colab_runtime"
+KERNEL = "colab-sim"
+RUNTIME_THREADS = 1
+
+
+def notebook_text(path: Path) -> str:
+    """All text a executed notebook printed or displayed, cell after cell."""
+    texts = []
+    for cell in nbformat.read(path, as_version=4).cells:
+        for out in cell.get("outputs", []):
+            texts.append(out.get("text", "") + out.get("data", {}).get("text/plain", ""))
+    return "\n".join(texts)
+
+
+def _git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+class ColabSimulator:
+    """The world around a series of Colab runtimes: GitHub (a local repo), Drive (a folder) and the packages."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.content = root / "content"
+        self.drive = root / "drive-cloud"  # what Google keeps: survives every runtime
+        self.drive.mkdir(parents=True)
+        self.log = root / "colab-calls.log"
+        self.repo = self._publish_checkout(root / "github")
+        self.gitconfig = root / "gitconfig"
+        self.gitconfig.write_text(f'[url "file://{self.repo}"]\n\tinsteadOf = {dcganlib.REPO_URL}\n')
+        self.preinstalled = self._preinstalled_packages(root / "preinstalled")
+        self.runtimes = 0
+
+    @staticmethod
+    def _publish_checkout(repo: Path) -> Path:
+        """A git repo holding this checkout's files as they are now, tagged with the release the notebooks pin."""
+        files = _git("ls-files", "--cached", "--others", "--exclude-standard", "-z", cwd=ROOT).split("\0")
+        for name in filter(None, files):
+            source = ROOT / name
+            if source.is_file():
+                (repo / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, repo / name)
+        _git("init", "-q", cwd=repo)
+        _git("add", "-A", cwd=repo)
+        _git("-c", "user.name=sim", "-c", "user.email=sim@localhost", "commit", "-q", "-m", "release", cwd=repo)
+        _git("tag", f"v{dcganlib.__version__}", cwd=repo)
+        return repo
+
+    @staticmethod
+    def _preinstalled_packages(folder: Path) -> Path:
+        """Links to this venv's packages except dcganlib: what a runtime finds before its set-up cell runs."""
+        folder.mkdir()
+        for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+            if "dcganlib" not in entry.name.lower():
+                (folder / entry.name).symlink_to(entry)
+        return folder
+
+    def new_runtime(self) -> Runtime:
+        """A fresh runtime: empty /content (so no Drive mount), a new environment and kernel; Drive is kept."""
+        shutil.rmtree(self.content, ignore_errors=True)
+        self.content.mkdir()
+        self.runtimes += 1
+        return Runtime(self, self.root / f"runtime-{self.runtimes}")
+
+    def calls(self) -> list[str]:
+        """What notebooks asked of the google.colab stand-in, in order."""
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+
+class Runtime:
+    """One Colab runtime: its own Python environment and kernel, with no dcganlib until a set-up cell installs it."""
+
+    def __init__(self, sim: ColabSimulator, folder: Path) -> None:
+        self.sim = sim
+        self.folder = folder
+        venv = folder / "venv"
+        subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        self.python = venv / "bin" / "python"
+        site_packages = Path(subprocess.run(
+            [str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True, text=True, check=True).stdout.strip())
+        # A .pth line starting with "import" runs at start-up: addsitedir also reads the packages' own .pth files.
+        pth = f"import site; site.addsitedir({str(sim.preinstalled)!r})\n"
+        (site_packages / "_colab_preinstalled.pth").write_text(pth)
+        self.site_packages = site_packages
+        self.pid_file = folder / "kernel.pid"
+        self.jupyter_path = folder / "jupyter"
+        spec_dir = self.jupyter_path / "kernels" / KERNEL
+        spec_dir.mkdir(parents=True)
+        # The shell records the kernel's pid and then becomes the kernel (exec), so the pid is the kernel's own.
+        launch = f'echo $$ > "{self.pid_file}"; exec "{self.python}" -m ipykernel_launcher -f "$0"'
+        env = {"PYTHONPATH": str(STAND_IN), "DCGANLIB_COLAB_CONTENT": str(sim.content),
+               "COLAB_SIM_DRIVE": str(sim.drive), "COLAB_SIM_LOG": str(sim.log),
+               "GIT_CONFIG_GLOBAL": str(sim.gitconfig), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+               # One thread: the test's own baseline run matches it bit for bit at the same thread count, and
+               # OpenMP threads spinning against pytest's would slow both down many times over.
+               "OMP_NUM_THREADS": str(RUNTIME_THREADS)}
+        spec = {"argv": ["/bin/sh", "-c", launch, "{connection_file}"], "display_name": "Colab (simulated)",
+                "language": "python", "env": env}
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
+
+    def start(self, notebook: str, output: Path, **parameters) -> subprocess.Popen:
+        """Run notebooks/<notebook> with papermill in this runtime's kernel, from /content; returns the process."""
+        command = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / notebook), str(output),
+                   "-k", KERNEL, "--cwd", str(self.sim.content), "-y", json.dumps(parameters),
+                   "--execution-timeout", "600", "--no-progress-bar"]
+        env = {**os.environ, "JUPYTER_PATH": str(self.jupyter_path)}
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def run(self, notebook: str, output: Path, timeout: float = 600, **parameters) -> str:
+        """Run a notebook to the end in this runtime; returns its text output (fails with papermill's log)."""
+        process = self.start(notebook, output, **parameters)
+        log, _ = process.communicate(timeout=timeout)
+        if process.returncode != 0:
+            raise AssertionError(f"{notebook} failed in the simulated runtime:\n{log[-6000:]}")
+        return notebook_text(output)
+
+    def kill_kernel(self) -> None:
+        """SIGKILL the kernel, as a crashed or disconnected runtime would end it."""
+        os.kill(int(self.pid_file.read_text()), signal.SIGKILL)
+
+
+def wait_for(condition, what: str, process: subprocess.Popen, deadline_s: float = 300) -> None:
+    """Poll `condition` every 20 ms until it holds; fail when the deadline passes or the process ends first."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the notebook ended before {what}:\n{process.stdout.read()[-6000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"gave up after {deadline_s:.0f} s waiting for {what}")
+        time.sleep(0.02)

@@ -1,0 +1,265 @@
+"""The latent-slider widget: its controls, Colab's widget manager, and real use in a kernel under ipywidgets 7.7 and 8.
+
+`make setup` installs ipywidgets 7.7.1 (Colab's version) into .venv/ipywidgets-7.7.1, beside the venv's 8.x; the
+kernel test puts that folder first on the kernel's PYTHONPATH and drives the sliders as a front end does, over comms.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import ipywidgets
+import pytest
+import torch
+from PIL import Image
+from tiny_generator import Z_DIM, reference
+
+from dcganlib import colab
+from dcganlib.latent import latent_directions, noise_for_seed
+from dcganlib.pretrained import load_generator
+from dcganlib.sliders import latent_sliders
+
+SIDE_771 = Path(sys.prefix) / "ipywidgets-7.7.1"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+KERNEL_START_S = 90
+KERNEL_REPLY_S = 120  # the first cell imports torch and loads the generator on a shared, busy CPU
+
+
+@pytest.fixture
+def explorer(gen):
+    return latent_sliders(gen, n_directions=3, seeds=(0, 1), scale=2.0, image_size_px=64)
+
+
+def test_importing_the_package_loads_no_ipywidgets():
+    code = ("import sys, dcganlib, dcganlib.cli, dcganlib.viz, dcganlib.latent; "
+            "assert 'ipywidgets' not in sys.modules, 'ipywidgets was imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_widget_renders_a_png_of_the_requested_size(explorer):
+    png = bytes(explorer.image.value)
+    assert png.startswith(b"\x89PNG")
+    assert Image.open(io.BytesIO(png)).size == (64, 64)
+    assert [s.description for s in explorer.direction_sliders] == ["dir 1", "dir 2", "dir 3"]
+    assert all(s.min == -2.0 and s.max == 2.0 for s in explorer.direction_sliders)
+    assert WIDGET_VIEW in explorer._repr_mimebundle_()
+
+
+def test_direction_slider_changes_image_and_back_restores_it(explorer, gen):
+    original = explorer.image.value
+    explorer.direction_sliders[1].value = 1.5
+    assert explorer.image.value != original
+    expected = noise_for_seed(0, Z_DIM) + 1.5 * latent_directions(Z_DIM, 3)[1].view(1, -1, 1, 1)
+    torch.testing.assert_close(explorer.current_latent(), expected)
+    explorer.direction_sliders[1].value = 0.0
+    assert explorer.image.value == original
+    assert gen.training
+
+
+def test_t_slider_endpoints_are_exactly_the_seeds(explorer, gen):
+    for method in ("slerp", "lerp"):
+        explorer.method.value = method
+        explorer.t_slider.value = 0.0
+        assert torch.equal(explorer.current_images(), reference(gen, noise_for_seed(0, Z_DIM)))
+        seed_a_png = explorer.image.value
+        explorer.t_slider.value = 1.0
+        assert torch.equal(explorer.current_images(), reference(gen, noise_for_seed(1, Z_DIM)))
+        alone = latent_sliders(gen, n_directions=3, seeds=(1, 0), image_size_px=64)
+        assert explorer.image.value == alone.image.value
+        assert seed_a_png != alone.image.value
+
+
+def test_seed_picker_changes_image(explorer):
+    before = explorer.image.value
+    explorer.seed_picker.value = 42
+    assert explorer.image.value != before
+    assert torch.equal(explorer.current_latent(), noise_for_seed(42, Z_DIM))
+
+
+def test_method_changes_midpoint_but_not_endpoints(explorer):
+    def render(method: str, t: float) -> bytes:
+        explorer.method.value = method
+        explorer.t_slider.value = t
+        return explorer.image.value
+
+    assert render("slerp", 0.5) != render("lerp", 0.5)
+    assert render("slerp", 0.0) == render("lerp", 0.0)
+    assert render("slerp", 1.0) == render("lerp", 1.0)
+
+
+def test_latent_sliders_needs_a_latent_size():
+    with pytest.raises(ValueError, match="z_dim"):
+        latent_sliders(lambda z: z)
+
+
+# Colab's widget manager -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_colab(monkeypatch):
+    """Pretend to be on Colab: a google.colab whose output.enable_custom_widget_manager records its calls."""
+    calls = []
+    google = types.ModuleType("google")
+    google.__path__ = []
+    google_colab = types.ModuleType("google.colab")
+    google_colab.__path__ = []
+    google_colab.__spec__ = types.SimpleNamespace(name="google.colab")
+    google_colab.output = types.SimpleNamespace(enable_custom_widget_manager=lambda: calls.append("enabled"))
+    google.colab = google_colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", google_colab)
+    monkeypatch.setattr(colab, "in_colab", lambda: True)
+    return calls
+
+
+def test_colab_keeps_its_own_manager_for_ipywidgets_7(fake_colab):
+    assert colab.enable_widget_manager("7.7.1") is False
+    assert fake_colab == []
+
+
+def test_colab_switches_to_the_custom_manager_for_ipywidgets_8(fake_colab):
+    assert colab.enable_widget_manager("8.1.5") is True
+    assert fake_colab == ["enabled"]
+
+
+def test_outside_colab_the_widget_manager_is_left_alone():
+    assert not colab.in_colab()
+    assert colab.enable_widget_manager("8.1.5") is False
+
+
+def test_latent_sliders_asks_for_the_manager_its_ipywidgets_needs(fake_colab, gen, monkeypatch):
+    latent_sliders(gen, n_directions=2)
+    expected = ["enabled"] if int(ipywidgets.__version__.split(".")[0]) >= 8 else []
+    assert fake_colab == expected
+    fake_colab.clear()
+    monkeypatch.setattr(ipywidgets, "__version__", "7.7.1")
+    latent_sliders(gen, n_directions=2)
+    assert fake_colab == []
+
+
+# Real use in a kernel, as a front end drives it ------------------------------------------------------------
+
+SET_UP = """\
+import json, sys
+import ipywidgets
+from dcganlib.pretrained import load_generator
+from dcganlib.sliders import latent_sliders
+explorer = latent_sliders(load_generator())
+print(json.dumps({"version": ipywidgets.__version__, "file": ipywidgets.__file__, "prefix": sys.prefix,
+                  "box": explorer.widget.model_id,
+                  "dir 1": explorer.direction_sliders[0].model_id, "t": explorer.t_slider.model_id}))
+"""
+
+
+class KernelSession:
+    """A kernel driven over its channels as a notebook front end would: cells, and slider moves as comm messages."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.images: list[bytes] = []  # every PNG the kernel sent for an Image widget, in order
+        self.opened: dict[str, str] = {}  # comm id -> widget model name
+
+    def _messages_until_idle(self, parent_id: str) -> list[dict]:
+        messages = []
+        while True:
+            message = self.client.get_iopub_msg(timeout=KERNEL_REPLY_S)
+            messages.append(message)
+            content = message["content"]
+            if message["msg_type"] == "comm_open" and content.get("target_name") == "jupyter.widget":
+                self.opened[content["comm_id"]] = content["data"]["state"].get("_model_name")
+            # 7.x opens the Image with an empty value and sends the PNG in an update; 8.x opens it with the PNG.
+            is_image = self.opened.get(content.get("comm_id")) == "ImageModel"
+            if is_image and ["value"] in content["data"].get("buffer_paths", []) and message["buffers"][0]:
+                self.images.append(bytes(message["buffers"][0]))
+            if (message["msg_type"] == "status" and content["execution_state"] == "idle"
+                    and message["parent_header"].get("msg_id") == parent_id):
+                return messages
+
+    def run(self, code: str) -> list[dict]:
+        messages = self._messages_until_idle(self.client.execute(code))
+        errors = [f"{m['content']['ename']}: {m['content']['evalue']}" for m in messages if m["msg_type"] == "error"]
+        assert not errors, f"the cell {code!r} failed in the kernel: {errors}"
+        return messages
+
+    def move(self, comm_id: str, value: float) -> None:
+        """What a front end sends when the user lets go of a slider: an 'update' of the model's value."""
+        data = {"method": "update", "state": {"value": value}, "buffer_paths": []}
+        message = self.client.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        self.client.shell_channel.send(message)
+        self._messages_until_idle(message["header"]["msg_id"])
+
+
+@pytest.fixture
+def kernel_env(tmp_path: Path, monkeypatch) -> dict[str, str]:
+    """Private Jupyter and IPython folders, so that no user kernel spec or profile takes part."""
+    for name, folder in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
+                         ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython")):
+        monkeypatch.setenv(name, str(tmp_path / folder))
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    return dict(os.environ)
+
+
+def _kernel(env: dict[str, str]):
+    from jupyter_client.manager import start_new_kernel
+
+    return start_new_kernel(kernel_name="python3", env=env, startup_timeout=KERNEL_START_S)
+
+
+def _in_process_reference() -> dict[str, bytes]:
+    """The PNGs the same moves give in this process (ipywidgets 8): the kernel must send exactly these."""
+    explorer = latent_sliders(load_generator())
+    images = {"seed A": explorer.image.value}
+    explorer.direction_sliders[0].value = explorer.direction_sliders[0].max
+    images["dir 1 at max"] = explorer.image.value
+    explorer.direction_sliders[0].value = 0.0
+    explorer.t_slider.value = 1.0
+    images["seed B"] = explorer.image.value
+    return images
+
+
+@pytest.mark.parametrize("ipywidgets_version", ["7.7.1", "8.x"])
+def test_sliders_in_a_kernel(ipywidgets_version, kernel_env):
+    env = dict(kernel_env)
+    if ipywidgets_version == "7.7.1":
+        if not (SIDE_771 / "ipywidgets").is_dir():
+            pytest.skip(f"{SIDE_771} is missing: `make setup` installs ipywidgets 7.7.1 there (make test runs it)")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SIDE_771), env.get("PYTHONPATH")]))
+    expected = _in_process_reference()
+    manager, client = _kernel(env)
+    try:
+        session = KernelSession(client)
+        stdout = "".join(m["content"]["text"] for m in session.run(SET_UP) if m["msg_type"] == "stream")
+        ids = json.loads(stdout.strip().splitlines()[-1])
+        assert ids["prefix"] == sys.prefix, f"the kernel runs in {ids['prefix']}, not this venv"
+        if ipywidgets_version == "7.7.1":
+            assert ids["version"] == "7.7.1" and ids["file"].startswith(str(SIDE_771)), ids
+        else:
+            assert ids["version"] == ipywidgets.__version__ and int(ids["version"].split(".")[0]) >= 8, ids
+        assert session.opened.get(ids["box"]) == "VBoxModel", "the explorer's box was never opened as a comm"
+        assert session.images == [expected["seed A"]], "the kernel did not send seed A's image, once, on creation"
+
+        shown = [m["content"]["data"] for m in session.run("explorer")
+                 if m["msg_type"] in ("display_data", "execute_result")]
+        assert len(shown) == 1 and WIDGET_VIEW in shown[0], f"displaying the explorer gave {shown}, not a widget view"
+        assert shown[0][WIDGET_VIEW]["model_id"] == ids["box"]
+
+        for comm_id, value, name in ((ids["dir 1"], 3.0, "dir 1 at max"), (ids["dir 1"], 0.0, "seed A"),
+                                     (ids["t"], 1.0, "seed B")):
+            before = len(session.images)
+            session.move(comm_id, value)
+            sent = len(session.images) - before
+            assert sent == 1, f"moving to {name} sent {sent} PNGs"
+            assert session.images[-1].startswith(b"\x89PNG")
+            assert session.images[-1] == expected[name], f"after the move to {name} the kernel sent another image"
+        first, moved, back, at_b = session.images[-4:]
+        assert moved != first and at_b != first and back == first
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
