@@ -13,13 +13,16 @@ from pathlib import Path
 
 import torch
 
-from . import colab
+from . import colab, runs
 from ._version import REPO_URL, __version__
+
+# Re-exported (the redundant aliases say so): the trainer, benchmarks and tests name checkpoint files from here.
+from .runs import checkpoint_dir as checkpoint_dir
+from .runs import checkpoint_name as checkpoint_name
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("epoch", "generator", "discriminator", "opt_g", "opt_d", "config", "history")
 
-_PATTERN = "ckpt_epoch_*.pt"
 _TMP_MARK = ".tmp-"
 # Temp files left by a process killed mid-save are deleted by a later save_checkpoint, but only if they were
 # last written before this module was imported: a newer one may belong to a save still running elsewhere.
@@ -34,23 +37,6 @@ _SEQ_TYPES = (list, tuple)
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or read; the message names the file and what to do."""
-
-
-def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
-    """Return the folder holding a run's checkpoints."""
-    return Path(run_dir) / "checkpoints"
-
-
-def checkpoint_name(epoch: int, batch_in_epoch: int = 0) -> str:
-    """Return the file name for a checkpoint taken after `epoch` epochs and `batch_in_epoch` more batches."""
-    # Fixed widths keep lexicographic order chronological, which latest_checkpoint and pruning rely on.
-    if not 0 <= epoch <= 9999 or not 0 <= batch_in_epoch <= 999_999:
-        raise ValueError(
-            f"need 0 <= epoch <= 9999 and 0 <= batch_in_epoch <= 999999, got {epoch}, {batch_in_epoch}"
-        )
-    if batch_in_epoch:
-        return f"ckpt_epoch_{epoch:04d}_batch_{batch_in_epoch:06d}.pt"
-    return f"ckpt_epoch_{epoch:04d}.pt"
 
 
 def save_atomic(obj: object, path: str | os.PathLike) -> Path:
@@ -108,35 +94,43 @@ def _check_plain(value: object, where: str) -> None:
         )
 
 
-def save_checkpoint(state: dict, run_dir: str | os.PathLike, *, keep: int = 3) -> Path:
-    """Atomically save a training state under checkpoint_dir(run_dir), then prune to the newest `keep`."""
+def save_checkpoint(state: dict, run_dir: str | os.PathLike, *, keep: int = 3, best: bool = False) -> Path:
+    """Atomically save a training state under runs.checkpoint_dir(run_dir), then prune to the newest `keep`.
+
+    With best=True the state goes to best.pt instead, through the same checks; pruning never touches best.pt.
+    """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
+    payload = _payload(state)
+    path = runs.best_path(run_dir) if best else runs.checkpoint_path(
+        run_dir, state["epoch"], state.get("batch_in_epoch", 0))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(
+            f"Could not create checkpoint folder {path.parent}: {exc.strerror or exc}. "
+            "Choose a writable run directory."
+        ) from exc
+    written = save_atomic(payload, path)
+    if not best:
+        _prune(path.parent, written, keep)
+    return written
+
+
+def _payload(state: dict) -> dict:
+    """The state plus format and library versions, once it is known to load with weights_only."""
     missing = [k for k in REQUIRED_KEYS if k not in state]
     if missing:
         raise ValueError(f"checkpoint state lacks required keys: {', '.join(missing)}")
     # Checked before writing: an unloadable value would otherwise only surface when resuming.
     _check_plain(state, "state")
-    payload = {**state, "format_version": FORMAT_VERSION, "library_version": __version__}
-
-    directory = checkpoint_dir(run_dir)
-    name = checkpoint_name(state["epoch"], state.get("batch_in_epoch", 0))
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CheckpointError(
-            f"Could not create checkpoint folder {directory}: {exc.strerror or exc}. "
-            "Choose a writable run directory."
-        ) from exc
-    written = save_atomic(payload, directory / name)
-    _prune(directory, written, keep)
-    return written
+    return {**state, "format_version": FORMAT_VERSION, "library_version": __version__}
 
 
 def _prune(directory: Path, written: Path, keep: int) -> None:
     # The save already succeeded, so a file that cannot be deleted is only worth a warning.
     global _trash_notice_given
-    stale = [p for p in sorted(directory.glob(_PATTERN))[:-keep] if p != written]
+    stale = [p for p in sorted(directory.glob(runs.CHECKPOINT_GLOB))[:-keep] if p != written]
     stale += [p for p in directory.glob(f".*{_TMP_MARK}*") if _older_than_process(p)]
     pruned = 0
     for p in stale:
@@ -161,51 +155,68 @@ def _older_than_process(path: Path) -> bool:
         return False
 
 
-def _unusable(path: Path, reason: str, advice: str = "") -> CheckpointError:
-    advice = advice or "Delete or move it and resume from an earlier checkpoint, or start the run afresh."
-    return CheckpointError(f"Checkpoint {path} is unusable: {reason}. {advice}")
+_RESUME_ADVICE = "Delete or move it and resume from an earlier checkpoint, or start the run afresh."
+
+
+def _unusable(path: Path, reason: str, advice: str = _RESUME_ADVICE, what: str = "Checkpoint") -> CheckpointError:
+    return CheckpointError(f"{what} {path} is unusable: {reason}. {advice}")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load and validate a checkpoint without ever unpickling arbitrary objects."""
+    return load_file(path, map_location, required=REQUIRED_KEYS)
+
+
+def load_file(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    required: tuple[str, ...],
+    what: str = "Checkpoint",
+    advice: str = _RESUME_ADVICE,
+) -> dict:
+    """Load a torch file that must hold a dict with the `required` keys, refusing anything but tensors and plain data.
+
+    Every failure is a CheckpointError naming `what` and the file, saying what is wrong and (`advice`) what to do.
+    """
     path = Path(path)
     try:
         # weights_only: a checkpoint downloaded from the web may be hostile, and full unpickling runs code.
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        loaded = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
-        raise _unusable(path, "it does not exist", "Check the path and that the drive is mounted.") from None
+        raise _unusable(path, "it does not exist", "Check the path and that the drive is mounted.", what) from None
     except OSError as exc:
-        raise _unusable(path, f"it cannot be read ({exc.strerror or exc})", "Check its permissions.") from exc
+        raise _unusable(path, f"it cannot be read ({exc.strerror or exc})", "Check its permissions.", what) from exc
     except pickle.UnpicklingError as exc:
         found = re.search(r"Unsupported (global: GLOBAL \S+|[^\n]*)", str(exc))
         detail = found.group(0) if found else "unreadable data"
-        raise _unusable(path, f"it is damaged or holds more than tensors and plain data ({detail})") from exc
+        reason = f"it is damaged or holds more than tensors and plain data ({detail})"
+        raise _unusable(path, reason, advice, what) from exc
     except Exception as exc:
         first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise _unusable(path, f"it is empty, truncated or not a torch checkpoint ({first_line})") from exc
+        raise _unusable(path, f"it is empty, truncated or not a torch file ({first_line})", advice, what) from exc
 
-    if not isinstance(ckpt, dict):
-        raise _unusable(path, f"it holds a {type(ckpt).__name__}, not a checkpoint dict")
-    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if not isinstance(loaded, dict):
+        raise _unusable(path, f"it holds a {type(loaded).__name__}, not a dict", advice, what)
+    missing = [k for k in required if k not in loaded]
     if missing:
-        raise _unusable(path, f"it lacks the keys {', '.join(missing)}")
-    version = ckpt.get("format_version", FORMAT_VERSION)
+        raise _unusable(path, f"it lacks the keys {', '.join(missing)}", advice, what)
+    version = loaded.get("format_version", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise _unusable(
             path,
-            f"its format_version {version!r} (written by dcganlib {ckpt.get('library_version', 'unknown')}) "
+            f"its format_version {version!r} (written by dcganlib {loaded.get('library_version', 'unknown')}) "
             f"is beyond the {FORMAT_VERSION} this dcganlib understands",
             f'Upgrade dcganlib (pip install -U "dcganlib @ git+{REPO_URL}") to load it.',
+            what,
         )
-    return ckpt
+    return loaded
 
 
 def _search(run_dir: str | os.PathLike, map_location: str | torch.device) -> tuple[dict, Path] | None:
-    directory = checkpoint_dir(colab.ensure_drive(run_dir))
-    if not directory.is_dir():
-        return None
-    # Temp files start with "." and end in ".tmp-<pid>", so the pattern never matches them.
-    for path in sorted(directory.glob(_PATTERN), reverse=True):
+    run_dir = runs.open_run_dir(run_dir)
+    # Temp files start with "." and end in ".tmp-<pid>", so runs.checkpoints never lists them.
+    for path in reversed(runs.checkpoints(run_dir)):
         try:
             return load_checkpoint(path, map_location), path
         except CheckpointError as exc:
@@ -231,5 +242,5 @@ def require_latest(run_dir: str | os.PathLike) -> tuple[dict, Path]:
     """Like load_latest, but a run with no valid checkpoint is a FileNotFoundError that says to train first."""
     found = load_latest(run_dir)
     if found is None:
-        raise FileNotFoundError(f"no valid checkpoint in {checkpoint_dir(run_dir)}: train first")
+        raise FileNotFoundError(f"no valid checkpoint in {runs.checkpoint_dir(run_dir)}: train first")
     return found

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, viz
+from . import checkpoint, runs, viz
 from .colab import DriveUnavailableError
-from .config import LOSSES, PRECISIONS, PRESETS, Config, ConfigError
-from .data import DATASETS, DatasetUnavailableError
+from .config import PRESETS, Config, ConfigError, flag_fields
+from .data import DatasetUnavailableError
 from .devices import DeviceUnavailableError
 from .latent import noise_for_seed
 from .pretrained import export_generator, load_generator
@@ -25,26 +25,26 @@ USER_ERRORS = (ConfigError, checkpoint.CheckpointError, DatasetUnavailableError,
 
 def _train(args) -> None:
     run_dir = Path(args.run_dir)
-    overrides = {name: value for name, value in (
-        ("dataset", args.dataset), ("channels", args.channels), ("epochs", args.epochs),
-        ("batch_size", args.batch_size), ("seed", args.seed), ("lr", args.lr), ("loss", args.loss),
-        ("precision", args.precision), ("checkpoint_minutes", args.checkpoint_minutes),
-        ("ema_decay", args.ema_decay)) if value is not None}
-    if args.config:
-        config = Config.from_dict({**Config.load_yaml(args.config).to_dict(), **overrides})
-    elif args.preset or args.fresh or checkpoint.latest_checkpoint(run_dir) is None:
+    given = {field.name: getattr(args, field.name) for field in flag_fields()}
+    overrides = {name: value for name, value in given.items() if value is not None}
+    requested = Config.load_yaml(args.config) if args.config else None  # a bad file fails before any loading
+    found = None if args.fresh else checkpoint.load_latest(run_dir)
+    if requested is not None:
+        config = Config.from_dict({**requested.to_dict(), **overrides})
+    elif found and not args.preset:  # a bare re-run resumes with the checkpoint's config and the options given
+        config = Config.from_dict({**found[0]["config"], **overrides})
+    else:
         config = Config.from_preset(args.preset or "mnist28", **overrides)
-    else:  # a bare re-run resumes with the checkpoint's config and only the options given here
-        saved = checkpoint.load_latest(run_dir)[0]["config"]
-        config = Config.from_dict({**saved, **overrides})
     started = time.monotonic()
-    trainer = Trainer(config, run_dir, resume=not args.fresh, device=args.device)
+    trainer = Trainer(config, run_dir, resume=not args.fresh, device=args.device, found=found)
     trainer.fit()
     if not trainer.step:  # --epochs 0 on a new run: nothing trained, nothing to plot
         return
     paths = viz.write_report(run_dir, trainer.history, trainer.sampling_generator, trainer.fixed_noise)
+    # The newest checkpoint is the one holding the trainer's state: named from it, not searched for and loaded.
+    newest = runs.checkpoint_path(run_dir, trainer.epoch, trainer.batch_in_epoch)
     print(f"Trained to epoch {trainer.epoch} in {time.monotonic() - started:.0f} s. Wrote:")
-    for path in [*paths.values(), checkpoint.latest_checkpoint(run_dir)]:
+    for path in [*paths.values(), newest]:
         print(f"  {path}")
 
 
@@ -62,14 +62,28 @@ def _gif(args) -> None:
 
 def _plot(args) -> None:
     history = checkpoint.require_latest(args.run_dir)[0]["history"]
-    out_dir = Path(args.out_dir or args.run_dir)
-    for plot, name in ((viz.plot_losses, "losses.png"), (viz.plot_d_outputs, "d_outputs.png")):
-        plot(history, out_dir / name)
-        print(out_dir / name)
+    out_dir = args.out_dir or args.run_dir
+    for plot, path in ((viz.plot_losses, runs.losses_path(out_dir)),
+                       (viz.plot_d_outputs, runs.d_outputs_path(out_dir))):
+        plot(history, path)
+        print(path)
 
 
 def _export(args) -> None:
     print(export_generator(args.run_dir, args.out))
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One option per Config field that carries a `flag` help text: `batch_size` becomes `--batch-size`."""
+    for field in flag_fields():
+        options = {"help": field.metadata["flag"]}
+        if "choices" in field.metadata:
+            options["choices"] = field.metadata["choices"]
+        if isinstance(field.default, bool):
+            options["action"] = argparse.BooleanOptionalAction
+        else:  # the default's type: int for --epochs, float for --lr, str for --dataset
+            options["type"] = type(field.default)
+        parser.add_argument("--" + field.name.replace("_", "-"), **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,16 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", required=True, help="folder for checkpoints, samples and plots")
     train.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default mnist28 for a new run)")
     train.add_argument("--config", help="a config.yaml to start from (presets and flags override it)")
-    train.add_argument("--dataset", help=f"{', '.join(DATASETS)} or folder:<path>")
-    train.add_argument("--channels", type=int, choices=(1, 3), help="1 trains grey, 3 colour (default: the preset's)")
-    train.add_argument("--epochs", type=int, help="total epochs; a resumed run continues up to this")
-    train.add_argument("--batch-size", type=int)
-    train.add_argument("--seed", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--loss", choices=LOSSES)
-    train.add_argument("--precision", choices=PRECISIONS)
-    train.add_argument("--ema-decay", type=float, help="e.g. 0.999 to sample from an averaged generator")
-    train.add_argument("--checkpoint-minutes", type=float, help="also checkpoint inside an epoch this often")
+    _add_config_flags(train)
     train.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
     train.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
     train.set_defaults(func=_train)

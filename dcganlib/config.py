@@ -15,8 +15,13 @@ LOSSES = ("non-saturating", "minimax", "hinge", "wgan-gp")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # torch.compile modes; the last two replay the step as CUDA graphs on a GPU (fewer kernel launches).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-# Fields that define the networks' shapes: a checkpoint can only be loaded into these.
-ARCHITECTURE_FIELDS = ("image_size", "channels", "z_dim", "g_features", "d_features", "batch_norm")
+CHANNELS = (1, 3)  # grayscale or RGB
+
+# Every Config field belongs to one class, and the class is its resume rule (train.resolve_resume_config):
+ARCHITECTURE = "architecture"  # fixes the networks' shapes: a checkpoint loads only into the same values
+RUN_CONTROL = "run control"  # how long to train and how to store it: a resumed run may change it freely
+RECIPE = "recipe"  # how the networks learn: a resumed run keeps the checkpoint's value (and warns) to stay exact
+FIELD_CLASSES = (ARCHITECTURE, RUN_CONTROL, RECIPE)
 
 # Each preset reproduces a well-known setup; everything not named keeps the Config default
 # (Adam lr 2e-4, betas (0.5, 0.999), batch 128).
@@ -50,48 +55,75 @@ def _grey_preset_message(dataset: str, preset: str) -> str:
             f"{' or '.join(colour)}, or pass channels=1 to train on grey images on purpose (channels=3 for colour)")
 
 
+def _field(default, field_class: str, flag: str | None = None, choices: tuple | None = None):
+    """A Config field with its class; a `flag` help text also makes it a `train` option (`--batch-size`)."""
+    if field_class not in FIELD_CLASSES:
+        raise ValueError(f"unknown field class {field_class!r}; use one of {', '.join(FIELD_CLASSES)}")
+    metadata = {"class": field_class}
+    if flag is not None:
+        metadata["flag"] = flag
+    if choices is not None:
+        metadata["choices"] = choices
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclass
 class Config:
     """Everything a run needs; saved as `config.yaml` in the run dir and inside every checkpoint."""
 
+    # Each field: default, class (ARCHITECTURE, RUN_CONTROL or RECIPE), and for a `train` option its help text.
     # --- model ---
-    preset: str = "mnist28"  # the preset these values came from (informational once built)
-    image_size: int = 28  # 28 (course net) or a power of two from 16 to 128 (DCGAN net)
-    channels: int = 1  # 1 for digits, 3 for colour images
-    z_dim: int = 64  # length of the noise vector fed to G
-    g_features: int = 64  # G width: channels of its last hidden layer (doubled towards the input)
-    d_features: int = 16  # D width: channels of its first layer (doubled towards the output)
-    batch_norm: bool = True  # BatchNorm in G and D (off for WGAN-GP, whose penalty is per sample)
+    preset: str = _field("mnist28", RECIPE)  # the preset these values came from (informational once built)
+    image_size: int = _field(28, ARCHITECTURE)  # 28 (course net) or a power of two from 16 to 128 (DCGAN net)
+    channels: int = _field(1, ARCHITECTURE,  # 1 for digits, 3 for colour images
+                           flag="1 trains grey, 3 colour (default: the preset's)", choices=CHANNELS)
+    z_dim: int = _field(64, ARCHITECTURE)  # length of the noise vector fed to G
+    g_features: int = _field(64, ARCHITECTURE)  # G width: channels of its last hidden layer (doubled towards the input)
+    d_features: int = _field(16, ARCHITECTURE)  # D width: channels of its first layer (doubled towards the output)
+    batch_norm: bool = _field(True, ARCHITECTURE)  # BatchNorm in G and D (off for WGAN-GP, whose penalty is per sample)
 
     # --- data ---
-    dataset: str = "mnist-5k"  # mnist-5k (offline), mnist, fashion-mnist, cifar10, celeba or folder:<path>
-    data_root: str = "data"  # where downloads go
-    resident_data: bool = True  # keep small data sets on the device as uint8: no per-image work per epoch
+    # mnist-5k (offline), mnist, fashion-mnist, cifar10, celeba or folder:<path>
+    dataset: str = _field("mnist-5k", RECIPE, flag=f"{', '.join(DATASETS)} or folder:<path>")
+    data_root: str = _field("data", RUN_CONTROL)  # where downloads go
+    # keep small data sets on the device as uint8: no per-image work per epoch
+    resident_data: bool = _field(True, RUN_CONTROL)
 
     # --- optimiser ---
-    lr: float = 2e-4  # Adam learning rate for G (DCGAN paper)
-    lr_d: float | None = None  # D's learning rate; None = same as lr (set it for two time-scale updates)
-    beta1: float = 0.5  # the paper's momentum: 0.9 made training oscillate
-    beta2: float = 0.999
+    lr: float = _field(2e-4, RECIPE,  # Adam learning rate for G (DCGAN paper)
+                       flag="Adam learning rate (D's too, unless a config sets lr_d)")
+    # D's learning rate; None = same as lr (set it for two time-scale updates)
+    lr_d: float | None = _field(None, RECIPE)
+    beta1: float = _field(0.5, RECIPE)  # the paper's momentum: 0.9 made training oscillate
+    beta2: float = _field(0.999, RECIPE)
 
     # --- training ---
-    batch_size: int = 128
-    epochs: int = 5  # total epochs; a resumed run continues up to this number
-    seed: int = 0  # seeds weights, noise and data order; a resumed run restores the exact RNG states
-    loss: str = "non-saturating"  # non-saturating, minimax, hinge or wgan-gp
-    label_smoothing: float = 0.0  # one-sided: real targets become 1 - label_smoothing
-    gp_weight: float = 10.0  # gradient-penalty weight for wgan-gp
-    ema_decay: float = 0.999  # moving average of G's weights used for samples (0 turns it off): smoother images
-    fid_every: int = 0  # > 0: offline FID every this many epochs (digit data sets), keeping checkpoints/best.pt
-    fid_samples: int = 1000  # generated images per FID evaluation (compare FIDs only at equal counts)
-    precision: str = "auto"  # auto: what devices.py picks (fp16 + GradScaler on a T4, bf16 where the hardware has it)
-    channels_last: bool = True  # NHWC memory layout: faster convolutions on CPU and tensor cores
-    compile: bool = False  # torch.compile the models (pays on long GPU runs only)
-    compile_mode: str = "default"  # with compile: "reduce-overhead" also captures CUDA graphs (launch-bound nets)
-    checkpoint_minutes: float = 0.0  # > 0 also saves inside an epoch every this many minutes
-    keep_checkpoints: int = 3  # newest checkpoints kept after each successful save
-    sample_count: int = 64  # fixed-noise images drawn after every epoch
-    tensorboard: bool = False  # also log scalars for TensorBoard (needs the tensorboard package)
+    batch_size: int = _field(128, RECIPE, flag="images per step (default: the preset's)")
+    epochs: int = _field(5, RUN_CONTROL,  # total epochs; a resumed run continues up to this number
+                         flag="total epochs; a resumed run continues up to this")
+    seed: int = _field(0, RECIPE,  # seeds weights, noise and data order; a resumed run restores the exact RNG states
+                       flag="seeds weights, noise and data order")
+    # non-saturating, minimax, hinge or wgan-gp
+    loss: str = _field("non-saturating", RECIPE, flag="the GAN loss", choices=LOSSES)
+    label_smoothing: float = _field(0.0, RECIPE)  # one-sided: real targets become 1 - label_smoothing
+    gp_weight: float = _field(10.0, RECIPE)  # gradient-penalty weight for wgan-gp
+    # moving average of G's weights used for samples (0 turns it off): smoother images
+    ema_decay: float = _field(0.999, RECIPE, flag="e.g. 0.999 to sample from an averaged generator")
+    # > 0: offline FID every this many epochs (digit data sets), keeping checkpoints/best.pt
+    fid_every: int = _field(0, RUN_CONTROL)
+    # generated images per FID evaluation (compare FIDs only at equal counts)
+    fid_samples: int = _field(1000, RUN_CONTROL)
+    # auto: what devices.py picks (fp16 + GradScaler on a T4, bf16 where the hardware has it)
+    precision: str = _field("auto", RECIPE, flag="auto: the device's fastest safe choice", choices=PRECISIONS)
+    channels_last: bool = _field(True, RECIPE)  # NHWC memory layout: faster convolutions on CPU and tensor cores
+    compile: bool = _field(False, RUN_CONTROL)  # torch.compile the models (pays on long GPU runs only)
+    # with compile: "reduce-overhead" also captures CUDA graphs (launch-bound nets)
+    compile_mode: str = _field("default", RUN_CONTROL)
+    checkpoint_minutes: float = _field(0.0, RUN_CONTROL,  # > 0 also saves inside an epoch every this many minutes
+                                       flag="also checkpoint inside an epoch this often")
+    keep_checkpoints: int = _field(3, RUN_CONTROL)  # newest checkpoints kept after each successful save
+    sample_count: int = _field(64, RECIPE)  # fixed-noise images drawn after every epoch
+    tensorboard: bool = _field(False, RUN_CONTROL)  # also log scalars for TensorBoard (needs the tensorboard package)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -115,7 +147,7 @@ class Config:
             raise ConfigError(f"preset: unknown {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.image_size not in IMAGE_SIZES:
             raise ConfigError(f"image_size: {self.image_size} is not supported; use one of {IMAGE_SIZES}")
-        if self.channels not in (1, 3):
+        if self.channels not in CHANNELS:
             raise ConfigError(f"channels: {self.channels} is not supported; use 1 (grayscale) or 3 (RGB)")
         for name in ("z_dim", "g_features", "d_features", "batch_size", "epochs", "sample_count",
                      "keep_checkpoints", "fid_every", "fid_samples"):
@@ -201,3 +233,21 @@ class Config:
             raise ConfigError(f"config file {path} holds {held}, expected a mapping of config fields; write one "
                               "`field: value` per line, e.g. `lr: 0.0002`")
         return cls.from_dict(data)
+
+
+def fields_of(field_class: str) -> tuple[str, ...]:
+    """The names of the Config fields in `field_class` (ARCHITECTURE, RUN_CONTROL or RECIPE), in field order."""
+    if field_class not in FIELD_CLASSES:
+        raise ValueError(f"unknown field class {field_class!r}; use one of {', '.join(FIELD_CLASSES)}")
+    return tuple(f.name for f in dataclasses.fields(Config) if f.metadata.get("class") == field_class)
+
+
+def flag_fields() -> tuple[dataclasses.Field, ...]:
+    """The Config fields that are also `train` options, each with its help text (and choices) in its metadata."""
+    return tuple(f for f in dataclasses.fields(Config) if "flag" in f.metadata)
+
+
+# Fields that define the networks' shapes: a checkpoint can only be loaded into these.
+ARCHITECTURE_FIELDS = fields_of(ARCHITECTURE)
+# Fields a re-run may change without breaking an exact resume: how long to train and how to store it.
+RUN_CONTROL_FIELDS = fields_of(RUN_CONTROL)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision import models
 
+from . import checkpoint, runs
 from .data import load_mnist_5k
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-SHIPPED_CLASSIFIER = ASSETS / "mnist_classifier.pt"
+SHIPPED_CLASSIFIER = runs.ASSETS / "mnist_classifier.pt"
 # mnist-5k is sorted by label (500 per digit), so a head/tail split would hold out only 8s and 9s.
 # Every fifth image (index % 5 == 4) is held out instead: 1,000 images, exactly 100 per digit.
 HELDOUT_EVERY = 5
@@ -45,9 +45,6 @@ class FIDResult:
 
     def __str__(self) -> str:
         return f"FID {self.fid:.3f} ({self.n_fake} fake vs {self.n_real} real, {self.extractor})"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -149,7 +146,8 @@ def load_classifier(path: str | Path | None = None, device: str | torch.device =
     path = Path(path) if path is not None else SHIPPED_CLASSIFIER
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: run `python benchmarks/train_classifier.py` to create it")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = checkpoint.load_file(path, required=("state_dict",), what="Classifier file",
+                                 advice="Re-create it with `python benchmarks/train_classifier.py`.")
     classifier = MnistClassifier()
     classifier.load_state_dict(state["state_dict"])
     classifier.metadata = dict(state.get("metadata", {}))

@@ -4,36 +4,53 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from . import checkpoint, colab
+from . import checkpoint, runs
 from .config import ARCHITECTURE_FIELDS
 from .models import Generator
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-SHIPPED_GENERATOR = ASSETS / "mnist28_generator.pt"
+SHIPPED_GENERATOR = runs.ASSETS / "mnist28_generator.pt"
+_ADVICE = "Point to a run dir, a checkpoint, or a file written by export_generator (`python -m dcganlib export`)."
 
 
 def export_generator(run_dir, path=None) -> Path:
     """Write the newest checkpoint's generator (its EMA copy when kept) as a small file; returns its path."""
     state, source = checkpoint.require_latest(run_dir)
-    weights = state.get("ema_generator") or state["generator"]
-    exported = {"generator": weights, "architecture": {k: state["config"][k] for k in ARCHITECTURE_FIELDS},
+    exported = {"generator": _sampling_weights(state), "architecture": _architecture(state, source),
                 "epoch": state["epoch"], "source": source.name, "format_version": checkpoint.FORMAT_VERSION}
-    return checkpoint.save_atomic(exported, Path(path) if path else Path(run_dir) / "generator.pt")
+    return checkpoint.save_atomic(exported, Path(path) if path else runs.generator_path(run_dir))
 
 
 def load_generator(source=None, device="cpu") -> Generator:
     """A generator in eval mode from a run dir, a checkpoint, an exported file, or (default) the shipped one."""
-    path = colab.ensure_drive(source) if source is not None else SHIPPED_GENERATOR
+    path = runs.open_run_dir(source) if source is not None else SHIPPED_GENERATOR
     if path.is_dir():
-        state, _ = checkpoint.require_latest(path)
+        state, path = checkpoint.require_latest(path)
     elif path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoint.load_file(path, required=("generator",), what="Generator file", advice=_ADVICE)
     else:
         raise FileNotFoundError(f"{path} is neither a run dir nor a generator file")
-    architecture = state.get("architecture") or {k: state["config"][k] for k in ARCHITECTURE_FIELDS}
+    architecture = _architecture(state, path)
     generator = Generator(architecture["z_dim"], architecture["channels"], architecture["g_features"],
                           architecture["image_size"], architecture["batch_norm"])
-    generator.load_state_dict(state.get("ema_generator") or state["generator"])
+    try:
+        generator.load_state_dict(_sampling_weights(state))
+    except (RuntimeError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise checkpoint.CheckpointError(f"Generator file {path} is unusable: its weights do not fit the "
+                                         f"architecture it names ({first_line}). {_ADVICE}") from error
     return generator.to(device).eval()
+
+
+def _architecture(state: dict, path: Path) -> dict:
+    """The generator's sizes: an exported file's `architecture`, else those fields of a checkpoint's config."""
+    found = state.get("architecture") or state.get("config") or {}
+    missing = [k for k in ARCHITECTURE_FIELDS if k not in found] if isinstance(found, dict) else ARCHITECTURE_FIELDS
+    if missing:
+        raise checkpoint.CheckpointError(f"Generator file {path} is unusable: it names no architecture (missing "
+                                         f"{', '.join(missing)}). {_ADVICE}")
+    return {k: found[k] for k in ARCHITECTURE_FIELDS}
+
+
+def _sampling_weights(state: dict) -> dict:
+    """The generator's weights to sample from: the EMA copy when the run kept one, else the trained generator."""
+    return state.get("ema_generator") or state["generator"]

@@ -15,18 +15,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, colab, metrics
-from .config import ARCHITECTURE_FIELDS, Config, ConfigError
+from . import checkpoint, colab, metrics, runs
+from .config import ARCHITECTURE_FIELDS, RUN_CONTROL_FIELDS, Config, ConfigError
 from .data import BatchLoader, dataset_size, load_dataset
 from .devices import autocast_dtype, pick_device
+from .images import save_grid
 from .losses import discriminator_loss, generator_loss, gradient_penalty
 from .models import build_models, generate, make_noise
 
-# Fields a re-run may change without breaking an exact resume: how long to train and how to store it.
-RUN_CONTROL_FIELDS = ("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard", "data_root", "compile",
-                      "compile_mode", "resident_data", "fid_every", "fid_samples")
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
-BEST_CHECKPOINT = "best.pt"
 DISPLAY_EVERY = 10  # batches between progress-bar updates: reading losses waits for the device
 
 
@@ -79,56 +76,107 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _append_stats(batch_history: dict, pending: list[torch.Tensor], last_step: int) -> None:
+    """Append per-batch stats still on the device (one sync for many batches); the newest was step `last_step`."""
+    if not pending:
+        return
+    values = torch.stack(pending).cpu().tolist()
+    first_step = last_step - len(values) + 1
+    for offset, row in enumerate(values):
+        batch_history["step"].append(first_step + offset)
+        for name, value in zip(STAT_NAMES, row, strict=True):
+            batch_history[name].append(value)
+
+
 class Trainer:
-    """Trains a DCGAN in `run_dir`, resuming from its newest checkpoint unless `resume=False`."""
+    """Trains a DCGAN in `run_dir`, resuming from its newest checkpoint unless `resume=False`.
+
+    `found` is that checkpoint as (state, path) when the caller has already loaded it, so it is read once.
+    """
 
     def __init__(self, config: Config | None, run_dir, *, device=None, resume: bool = True,
-                 progress: bool = True, log: Callable[[str], None] = print):
+                 progress: bool = True, log: Callable[[str], None] = print,
+                 found: tuple[dict, Path] | None = None):
         self.device = pick_device(device)  # first: an unusable device fails before the run dir is touched
-        self.run_dir = colab.ensure_drive(run_dir)
+        self.run_dir = runs.open_run_dir(run_dir)
         self.log, self.progress = log, progress
-        found = checkpoint.load_latest(self.run_dir) if resume else None
-        if found is None and config is None:
-            raise FileNotFoundError(f"no checkpoint in {checkpoint.checkpoint_dir(self.run_dir)} to resume from; "
-                                    "choose a preset to start a new run")
+        found = self._find_checkpoint(config, resume, found)
         self.config = resolve_resume_config(config, found[0]["config"]) if found else config
-        cfg = self.config
+        self._write_config()
+        self._choose_precision()
+        # Keep this order: the seed and the initial weights come first, then the noise and the data order, so a
+        # config gives the same run, bit for bit, every time.
+        self._build_models()
+        self._build_optimizers()
+        self._make_noise()
+        self._compile_models()
+        self._build_loader()
+        self._restore_or_start(found)
+        self._writer = self._open_tensorboard() if self.config.tensorboard else None
+
+    # --- construction, in the order __init__ runs it -----------------------------------------------------
+    def _find_checkpoint(self, config: Config | None, resume: bool,
+                         found: tuple[dict, Path] | None) -> tuple[dict, Path] | None:
+        """The newest checkpoint to resume from, if any; without one, a config is needed."""
+        if not resume:
+            found = None
+        elif found is None:
+            found = checkpoint.load_latest(self.run_dir)
+        if found is None and config is None:
+            raise FileNotFoundError(f"no checkpoint in {runs.checkpoint_dir(self.run_dir)} to resume from; "
+                                    "choose a preset to start a new run")
+        return found
+
+    def _write_config(self) -> None:
         try:
-            cfg.save_yaml(self.run_dir / "config.yaml")
+            self.config.save_yaml(runs.config_path(self.run_dir))
         except OSError as error:  # fail now, not after loading data and an epoch of training
             raise checkpoint.CheckpointError(f"cannot write to the run dir {self.run_dir} ({error}); choose a "
                                              "writable folder (on Colab, check that Drive is mounted)") from error
-        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
 
-        torch.manual_seed(cfg.seed)
-        generator, discriminator = build_models(cfg)
+    def _choose_precision(self) -> None:
+        self.amp_dtype = autocast_dtype(self.config.precision, self.device)
+        self.memory_format = torch.channels_last if self.config.channels_last else torch.contiguous_format
+
+    def _build_models(self) -> None:
+        torch.manual_seed(self.config.seed)  # the initial weights: the first draw of the run
+        generator, discriminator = build_models(self.config)
         self.generator = generator.to(self.device, memory_format=self.memory_format)
         self.discriminator = discriminator.to(self.device, memory_format=self.memory_format)
-        self.ema_generator = copy.deepcopy(self.generator).eval() if cfg.ema_decay > 0 else None
-        fused = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
+        self.ema_generator = copy.deepcopy(self.generator).eval() if self.config.ema_decay > 0 else None
+
+    def _build_optimizers(self) -> None:
+        cfg = self.config
+        # One fused kernel per step on CUDA; elsewhere the multi-tensor (foreach) loop, the fastest there is.
+        adam_implementation = {"fused": True} if self.device.type == "cuda" else {"foreach": True}
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas, **fused)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas, **fused)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas, **adam_implementation)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas,
+                                      **adam_implementation)
         # A loss scaler is only needed for fp16, whose small range underflows gradients.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+    def _make_noise(self) -> None:
+        """The training noise's own RNG, and the fixed noise behind every sample grid."""
+        cfg = self.config
         self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed + 1)
         self.fixed_noise = make_noise(cfg.sample_count, cfg.z_dim,
                                       generator=torch.Generator().manual_seed(cfg.seed + 2)).to(self.device)
+
+    def _compile_models(self) -> None:
+        """The forward passes the step calls: the networks themselves, or compiled wrappers sharing their weights."""
         self._g_forward, self._d_forward = self.generator, self.discriminator
-        if cfg.compile:
+        if self.config.compile:
             # "reduce-overhead" replays each compiled pass as a CUDA graph, cutting the launch cost that dominates
             # the small course net. BatchNorm's running-stat updates in training mode mutate buffers, which may
             # make torch skip the capture; benchmarks/gpu_check.py measures whether it does.
-            self._g_forward = torch.compile(self.generator, mode=cfg.compile_mode)
-            self._d_forward = torch.compile(self.discriminator, mode=cfg.compile_mode)
+            self._g_forward = torch.compile(self.generator, mode=self.config.compile_mode)
+            self._d_forward = torch.compile(self.discriminator, mode=self.config.compile_mode)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
-        self.epoch = self.batch_in_epoch = self.step = 0
-        self.best_fid: float | None = None
-        self.history = empty_history()
-        self._pending: list[torch.Tensor] = []
+    def _build_loader(self) -> None:
+        cfg = self.config
         dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels)
         if cfg.batch_size > len(dataset):  # known only now for a folder: of images
             raise ConfigError(f"batch_size: {cfg.batch_size} is more than the {len(dataset)} images in "
@@ -136,19 +184,31 @@ class Trainer:
         self.loader = BatchLoader(dataset, cfg.batch_size, seed=cfg.seed,
                                   device=self.device if cfg.resident_data else "cpu",
                                   memory_format=self.memory_format)
-        if found:
-            state, path = found
-            self.load_state_dict(state)
-            where = f", batch {self.batch_in_epoch} of epoch {self.epoch + 1}" if self.batch_in_epoch else ""
-            self.log(f"Resumed from epoch {self.epoch}{where} ({path}, step {self.step}).")
-        else:
+
+    def _restore_or_start(self, found: tuple[dict, Path] | None) -> None:
+        """Continue from the checkpoint `found`, or start at step 0; says which."""
+        self.epoch = self.batch_in_epoch = self.step = 0
+        self.best_fid: float | None = None
+        self.history = empty_history()
+        self._pending: list[torch.Tensor] = []  # per-batch stats still on the device
+        if found is None:
             self.log(f"Starting fresh in {self.run_dir}.")
-        self._writer = self._tensorboard_writer() if cfg.tensorboard else None
+            return
+        state, path = found
+        self.load_state_dict(state)
+        where = f", batch {self.batch_in_epoch} of epoch {self.epoch + 1}" if self.batch_in_epoch else ""
+        self.log(f"Resumed from epoch {self.epoch}{where} ({path}, step {self.step}).")
+
+    def _open_tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as error:
+            raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard") from error
+        return SummaryWriter(str(runs.tensorboard_dir(self.run_dir)))
 
     # --- state -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything needed to continue exactly, as plain data (loads with weights_only=True)."""
-        self._flush_stats()
+        """Everything needed to continue exactly, as plain data (loads with weights_only=True); changes nothing."""
         return {
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
             "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
@@ -157,9 +217,16 @@ class Trainer:
             "rng": {**_rng_state(), "noise": self.noise_rng.get_state()},
             "data": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.batch_in_epoch,
                      "batch_size": self.config.batch_size},
-            "fixed_noise": self.fixed_noise.cpu(), "history": self.history, "config": self.config.to_dict(),
+            "fixed_noise": self.fixed_noise.cpu(), "history": self._history_so_far(), "config": self.config.to_dict(),
             "best_fid": self.best_fid,
         }
+
+    def _history_so_far(self) -> dict:
+        """A copy of the history with every batch trained so far, the stats still on the device included."""
+        history = {level: {name: list(values) for name, values in columns.items()}
+                   for level, columns in self.history.items()}
+        _append_stats(history["batch"], self._pending, self.step)
+        return history
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict()` (the config must already match)."""
@@ -230,15 +297,7 @@ class Trainer:
 
     def _flush_stats(self) -> None:
         """Move per-batch stats from the device into history (one sync for many batches)."""
-        if not self._pending:
-            return
-        values = torch.stack(self._pending).cpu().tolist()
-        first_step = self.step - len(values) + 1
-        batch = self.history["batch"]
-        for offset, row in enumerate(values):
-            batch["step"].append(first_step + offset)
-            for name, value in zip(STAT_NAMES, row, strict=True):
-                batch[name].append(value)
+        _append_stats(self.history["batch"], self._pending, self.step)
         self._pending.clear()
 
     def fit(self, epochs: int | None = None, *, on_epoch_end: Callable[[Trainer], None] | None = None) -> dict:
@@ -267,13 +326,10 @@ class Trainer:
         return advice
 
     def _train_epoch(self, target: int) -> None:
-        cfg = self.config
         self.generator.train()
         self.discriminator.train()
-        started = time.monotonic()
-        last_save = started
-        batches = len(self.loader)
-        bar = tqdm(self.loader.epoch(self.epoch, start_batch=self.batch_in_epoch), total=batches,
+        started = last_save = time.monotonic()
+        bar = tqdm(self.loader.epoch(self.epoch, start_batch=self.batch_in_epoch), total=len(self.loader),
                    initial=self.batch_in_epoch, desc=f"epoch {self.epoch + 1}/{target}", disable=not self.progress,
                    leave=True, dynamic_ncols=True)
         for real in bar:
@@ -283,8 +339,8 @@ class Trainer:
             if len(self._pending) >= DISPLAY_EVERY:
                 self._flush_stats()
                 bar.set_postfix(self._postfix(), refresh=False)
-            if cfg.checkpoint_minutes and time.monotonic() - last_save >= 60 * cfg.checkpoint_minutes \
-                    and self.batch_in_epoch < batches:
+            if self._mid_epoch_save_due(last_save):
+                self._flush_stats()  # state_dict() would read them too; moving them first reads them once
                 self.save_checkpoint()
                 last_save = time.monotonic()
         self._flush_stats()
@@ -292,32 +348,53 @@ class Trainer:
         bar.close()
         self._end_epoch(time.monotonic() - started)
 
+    def _mid_epoch_save_due(self, last_save: float) -> bool:
+        """checkpoint_minutes have passed since the last save, and the epoch's own checkpoint is not next."""
+        minutes = self.config.checkpoint_minutes
+        return bool(minutes) and time.monotonic() - last_save >= 60 * minutes \
+            and self.batch_in_epoch < len(self.loader)
+
     def _postfix(self) -> dict:
         batch = self.history["batch"]
         labels = {"loss_d": "loss_D", "loss_g": "loss_G", "d_real": "D(x)", "d_fake": "D(G(z))"}
         return {labels[name]: f"{batch[name][-1]:.3f}" for name in STAT_NAMES if batch[name]}
 
     def _end_epoch(self, seconds: float) -> None:
-        batches = len(self.loader)
-        epoch_history, batch_history = self.history["epoch"], self.history["batch"]
         self.epoch += 1
         self.batch_in_epoch = 0
-        epoch_history["epoch"].append(self.epoch)
-        for name in STAT_NAMES:
-            epoch_history[name].append(float(np.mean(batch_history[name][-batches:])))
-        epoch_history["seconds"].append(seconds)
-        evaluate = self.config.fid_every and self.epoch % self.config.fid_every == 0
-        epoch_history["fid"].append(self.evaluate_fid() if evaluate else None)
+        fid = self.evaluate_fid() if self._fid_due() else None
+        self._record_epoch(seconds, fid)
         self.save_samples()
         self.save_checkpoint()
-        if evaluate and (self.best_fid is None or epoch_history["fid"][-1] <= self.best_fid):
-            self.best_fid = epoch_history["fid"][-1]
-            checkpoint.save_atomic(self.state_dict(), checkpoint.checkpoint_dir(self.run_dir) / BEST_CHECKPOINT)
-        if self._writer is not None:
-            for name in (*STAT_NAMES, "fid"):
-                if epoch_history[name][-1] is not None:
-                    self._writer.add_scalar(name, epoch_history[name][-1], self.epoch)
-            self._writer.flush()
+        self._keep_best(fid)
+        self._log_tensorboard()
+
+    def _fid_due(self) -> bool:
+        return bool(self.config.fid_every) and self.epoch % self.config.fid_every == 0
+
+    def _record_epoch(self, seconds: float, fid: float | None) -> None:
+        """Append the epoch's means of the per-batch stats, its wall time and its FID (None when not measured)."""
+        epoch_history, batch_history = self.history["epoch"], self.history["batch"]
+        epoch_history["epoch"].append(self.epoch)
+        for name in STAT_NAMES:
+            epoch_history[name].append(float(np.mean(batch_history[name][-len(self.loader):])))
+        epoch_history["seconds"].append(seconds)
+        epoch_history["fid"].append(fid)
+
+    def _keep_best(self, fid: float | None) -> None:
+        """Save best.pt when this epoch's FID is the lowest so far (ties go to the newer epoch)."""
+        if fid is not None and (self.best_fid is None or fid <= self.best_fid):
+            self.best_fid = fid
+            checkpoint.save_checkpoint(self.state_dict(), self.run_dir, best=True)
+
+    def _log_tensorboard(self) -> None:
+        if self._writer is None:
+            return
+        epoch_history = self.history["epoch"]
+        for name in (*STAT_NAMES, "fid"):
+            if epoch_history[name][-1] is not None:
+                self._writer.add_scalar(name, epoch_history[name][-1], self.epoch)
+        self._writer.flush()
 
     # --- sampling ----------------------------------------------------------------------------------------
     @property
@@ -337,19 +414,7 @@ class Trainer:
 
     def save_samples(self) -> Path:
         """The fixed-noise grid of the epoch just completed, as samples/epoch_NNNN.png."""
-        from torchvision.utils import save_image
-
-        path = self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(self.sample(), path, nrow=8, normalize=True, value_range=(-1, 1))
-        return path
-
-    def _tensorboard_writer(self):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as error:
-            raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard") from error
-        return SummaryWriter(str(colab.tensorboard_dir(self.run_dir)))
+        return save_grid(self.sample(), runs.frame_path(self.run_dir, self.epoch))
 
 
 def seconds_per_step(config: Config, device=None, steps: int = 3) -> float:

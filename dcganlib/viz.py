@@ -1,4 +1,7 @@
-"""Pictures of a DCGAN run: sample grids, training curves, a progress GIF and a one-call report."""
+"""Pictures of a DCGAN run: sample grids shown with matplotlib, training curves, a progress GIF and a report.
+
+`image_grid` and `save_grid` (from `images`) are re-exported here, beside the plots that use them.
+"""
 
 from __future__ import annotations
 
@@ -12,25 +15,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
-from torchvision.utils import make_grid, save_image
 
-from . import colab
+from . import runs
+from .images import image_grid, save_grid
 from .models import generate
 
 _DPI = 100
-
-
-def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
-    """One (3, H, W) grid in [0, 1] from generator images in [-1, 1]."""
-    return make_grid(images.detach().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
-
-
-def save_grid(images: Tensor, path: str | Path, nrow: int = 8) -> Path:
-    """Save generator images in [-1, 1] as one PNG grid; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.detach().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1))
-    return path
 
 
 def show_images(images: Tensor, nrow: int = 8, title: str | None = None, ax: Axes | None = None) -> Axes:
@@ -142,13 +132,12 @@ def plot_metric(history: dict, key: str = "fid", path: str | Path | None = None)
 
 def make_gif(run_dir: str | Path, path: str | Path | None = None, fps: int = 4) -> Path:
     """Animate a run's per-epoch sample grids into a looping GIF (default <run>/progress.gif)."""
-    samples = colab.ensure_drive(run_dir) / "samples"
-    frames = sorted(samples.glob("epoch_*.png"))
+    run_dir = runs.open_run_dir(run_dir)
+    frames = runs.frames(run_dir)
     if not frames:
-        raise FileNotFoundError(
-            f"no epoch_*.png frames in {samples}: training writes one sample grid per epoch there"
-        )
-    path = Path(path) if path is not None else Path(run_dir) / "progress.gif"
+        raise FileNotFoundError(f"no {runs.FRAME_GLOB} frames in {runs.samples_dir(run_dir)}: training writes one "
+                                "sample grid per epoch there")
+    path = Path(path) if path is not None else runs.progress_gif_path(run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     # mode="RGB" so grayscale and RGB frames stack alike; duration is milliseconds per frame, loop=0 forever.
     stack = np.stack([iio.imread(frame, mode="RGB") for frame in frames])
@@ -160,14 +149,14 @@ def write_report(
     run_dir: str | Path, history: dict, generator: Callable[[Tensor], Tensor], z: Tensor, nrow: int = 8
 ) -> dict[str, Path]:
     """Write grid.png, losses.png, d_outputs.png and progress.gif (when frames exist) into the run folder."""
-    run_dir = Path(run_dir)
+    run_dir = runs.open_run_dir(run_dir)
     paths = {
-        "grid": save_grid(generate(generator, z), run_dir / "grid.png", nrow=nrow),
-        "losses": run_dir / "losses.png",
-        "d_outputs": run_dir / "d_outputs.png",
+        "grid": save_grid(generate(generator, z), runs.grid_path(run_dir), nrow=nrow),
+        "losses": runs.losses_path(run_dir),
+        "d_outputs": runs.d_outputs_path(run_dir),
     }
     plot_losses(history, paths["losses"])
     plot_d_outputs(history, paths["d_outputs"])
-    if any((run_dir / "samples").glob("epoch_*.png")):
+    if runs.frames(run_dir):
         paths["progress"] = make_gif(run_dir)
     return paths

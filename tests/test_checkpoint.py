@@ -8,17 +8,17 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import textwrap
 import time
 from collections import namedtuple
 from pathlib import Path
 
+import child_processes
 import pytest
 import torch
+from hostile import Hostile
 from torch import nn
 
-from dcganlib import checkpoint
+from dcganlib import checkpoint, runs
 from dcganlib.checkpoint import (
     FORMAT_VERSION,
     REQUIRED_KEYS,
@@ -31,8 +31,6 @@ from dcganlib.checkpoint import (
     save_atomic,
     save_checkpoint,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_state(epoch: int, batch_in_epoch: int = 0) -> dict:
@@ -158,6 +156,30 @@ def test_save_rejects_missing_keys_and_non_plain_values(tmp_path):
     assert latest_checkpoint(tmp_path) is None
 
 
+def test_best_is_saved_like_every_checkpoint_and_never_pruned(tmp_path):
+    regular = save_checkpoint(make_state(2), tmp_path, keep=1)
+    best = save_checkpoint(make_state(1), tmp_path, keep=1, best=True)
+    assert best == runs.best_path(tmp_path) == checkpoint_dir(tmp_path) / "best.pt"
+    loaded = load_checkpoint(best)
+    assert loaded["format_version"] == FORMAT_VERSION and isinstance(loaded["library_version"], str)
+    assert_same(loaded["generator"], make_state(1)["generator"])
+    # best.pt is no resume candidate, and neither saving it nor later saves prune it.
+    assert latest_checkpoint(tmp_path) == regular
+    save_checkpoint(make_state(3), tmp_path, keep=1)
+    assert files_in(checkpoint_dir(tmp_path)) == ["best.pt", "ckpt_epoch_0003.pt"]
+
+
+def test_best_refuses_what_every_checkpoint_refuses_before_writing(tmp_path):
+    state = make_state(1)
+    state["config"]["root"] = Path("/data")
+    with pytest.raises(TypeError, match=re.escape("state['config']['root']")):
+        save_checkpoint(state, tmp_path, best=True)
+    del state["history"]
+    with pytest.raises(ValueError, match="history"):
+        save_checkpoint(state, tmp_path, best=True)
+    assert not runs.best_path(tmp_path).exists()
+
+
 def _write_bad(path: Path, kind: str) -> None:
     good = path.with_name("good.bin")
     torch.save(make_state(2), good)
@@ -222,16 +244,6 @@ def test_nothing_valid_or_nothing_there_gives_none(tmp_path, recwarn):
 def test_missing_file_raises_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="nope.pt"):
         load_checkpoint(tmp_path / "nope.pt")
-
-
-class Hostile:
-    """Unpickling this would run code: it rebuilds itself by calling exec."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return exec, (f"import pathlib; pathlib.Path({str(self.marker)!r}).touch()",)
 
 
 def test_pickled_objects_are_refused_without_running_code(tmp_path):
@@ -335,39 +347,15 @@ def test_stale_temp_files_are_cleaned_only_when_old(tmp_path):
     assert files_in(folder) == [fresh.name, "ckpt_epoch_0001.pt"]
 
 
-KILL_SCRIPT = textwrap.dedent(
-    """
-    import sys, time
-    import torch
-    from dcganlib import checkpoint
-
-    def state(epoch):
-        return {"epoch": epoch, "generator": {"w": torch.full((64,), float(epoch))}, "discriminator": {},
-                "opt_g": {}, "opt_d": {}, "config": {}, "history": {"loss_g": [0.5] * epoch}}
-
-    checkpoint.save_checkpoint(state(1), sys.argv[1])
-
-    def hang(fd):
-        print("SAVING", flush=True)
-        time.sleep(30)
-
-    checkpoint.os.fsync = hang
-    checkpoint.save_checkpoint(state(2), sys.argv[1])
-    """
-)
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 def test_process_killed_mid_save_leaves_previous_checkpoint(tmp_path):
-    # The child imports dcganlib from this checkout, installed or not.
-    pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": pythonpath}
+    # The child saves epoch 1, then hangs in epoch 2's save with its data written (tests/child_processes.py).
     proc = subprocess.Popen(
-        [sys.executable, "-c", KILL_SCRIPT, str(tmp_path)],
+        child_processes.command("hang-in-fsync", str(tmp_path)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env=child_processes.environment(),
     )
     output = []
     try:

@@ -132,10 +132,13 @@ def test_colour_data_on_the_default_preset_fails_before_any_download(tmp_path, m
     assert list(tmp_path.iterdir()) == []
 
 
-def test_channels_flag_is_the_opt_in(tmp_path, monkeypatch):
-    class Stop(Exception):
-        pass
+class Stop(Exception):
+    """Raised by the stand-in Trainer once it has seen the config the CLI built."""
 
+
+@pytest.fixture
+def built_configs(monkeypatch) -> list:
+    """The configs `train` hands to the Trainer; the stand-in Trainer stops the command there."""
     seen = []
 
     def fake_trainer(config, *args, **kwargs):
@@ -143,10 +146,14 @@ def test_channels_flag_is_the_opt_in(tmp_path, monkeypatch):
         raise Stop
 
     monkeypatch.setattr(cli, "Trainer", fake_trainer)
+    return seen
+
+
+def test_channels_flag_is_the_opt_in(tmp_path, built_configs):
     for argv in (["--channels", "1"], ["--channels", "3"], ["--preset", "cifar32"]):
         with pytest.raises(Stop):
             main(["train", "--run-dir", str(tmp_path), "--dataset", "cifar10", *argv])
-    assert [(c.preset, c.dataset, c.channels) for c in seen] == [
+    assert [(c.preset, c.dataset, c.channels) for c in built_configs] == [
         ("mnist28", "cifar10", 1), ("mnist28", "cifar10", 3), ("cifar32", "cifar10", 3)]
 
 
@@ -164,3 +171,43 @@ def test_help_lists_every_command():
     result = subprocess.run([sys.executable, "-m", "dcganlib", "train", "--help"], cwd=REPO, capture_output=True,
                             text=True, check=True)
     assert "--checkpoint-minutes" in result.stdout and "--fresh" in result.stdout
+
+
+# Every train option that sets a Config field, with today's type and choices: the fields' metadata makes them.
+CONFIG_FLAGS = {"dataset": ("mnist", str), "channels": ("3", int), "epochs": ("2", int), "batch_size": ("64", int),
+                "seed": ("7", int), "lr": ("1e-4", float), "loss": ("hinge", str), "precision": ("fp32", str),
+                "ema_decay": ("0", float), "checkpoint_minutes": ("0.5", float)}
+
+
+def test_config_flags_come_from_the_config_fields(tmp_path, built_configs, capsys):
+    argv = [f"--{name.replace('_', '-')}={value}" for name, (value, _) in CONFIG_FLAGS.items()]
+    with pytest.raises(Stop):
+        main(["train", "--run-dir", str(tmp_path), *argv])
+    given = {name: getattr(built_configs[0], name) for name in CONFIG_FLAGS}
+    assert given == {name: kind(value) for name, (value, kind) in CONFIG_FLAGS.items()}
+    assert {name: type(value) for name, value in given.items()} == {n: k for n, (_, k) in CONFIG_FLAGS.items()}
+    for flag, bad in (("--channels", "2"), ("--loss", "lsgan"), ("--precision", "int8"), ("--epochs", "2.5")):
+        with pytest.raises(SystemExit):
+            main(["train", "--run-dir", str(tmp_path), flag, bad])
+        assert "invalid" in capsys.readouterr().err
+
+
+def test_a_resumed_train_loads_its_checkpoint_once(trained, tmp_path, monkeypatch, capsys):
+    _, config_path = trained
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(config_path), "--epochs", "1", "--run-dir", str(run_dir)]) == 0
+    loads = []
+    real_load = torch.load
+
+    def counting_load(*args, **kwargs):
+        loads.append(args[0])
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", counting_load)
+    capsys.readouterr()
+    # A bare re-run: the CLI reads the checkpoint's config and hands the loaded state to the Trainer.
+    assert main(["train", "--epochs", "2", "--run-dir", str(run_dir)]) == 0
+    assert [Path(path).name for path in loads] == ["ckpt_epoch_0001.pt"]
+    monkeypatch.undo()
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith(str(checkpoint.latest_checkpoint(run_dir)))  # the report names the newest one

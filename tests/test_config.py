@@ -1,13 +1,24 @@
 """Config: presets reproduce their sources, YAML round trip, every bad value names its field."""
 
+import dataclasses
 import warnings
 
 import pytest
 import torch
 
-from dcganlib.config import COMPILE_MODES, PRESETS, Config, ConfigError
+from dcganlib.config import (
+    ARCHITECTURE_FIELDS,
+    COMPILE_MODES,
+    FIELD_CLASSES,
+    PRESETS,
+    RUN_CONTROL_FIELDS,
+    Config,
+    ConfigError,
+    fields_of,
+)
 from dcganlib.data import DATASETS
 from dcganlib.models import build_models, make_noise
+from dcganlib.train import RUN_CONTROL_FIELDS as TRAINER_RUN_CONTROL_FIELDS
 from dcganlib.train import resolve_resume_config
 
 
@@ -131,3 +142,17 @@ def test_a_hand_written_2e_4_is_a_clear_error(tmp_path):
     assert Config.load_yaml(path).lr == 2e-4
     with pytest.raises(ConfigError, match="beta1: 'high' must be a number"):
         Config(beta1="high")
+
+
+def test_every_field_has_one_class_and_the_classes_give_the_resume_lists():
+    names = [field.name for field in dataclasses.fields(Config)]
+    classes = {name: [kind for kind in FIELD_CLASSES if name in fields_of(kind)] for name in names}
+    assert {name: found for name, found in classes.items() if len(found) != 1} == {}
+    assert ARCHITECTURE_FIELDS == ("image_size", "channels", "z_dim", "g_features", "d_features", "batch_norm")
+    assert sorted(RUN_CONTROL_FIELDS) == sorted(("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard",
+                                                 "data_root", "compile", "compile_mode", "resident_data", "fid_every",
+                                                 "fid_samples"))
+    assert sorted(TRAINER_RUN_CONTROL_FIELDS) == sorted(RUN_CONTROL_FIELDS)  # the trainer applies the same rule
+    with pytest.raises(ValueError, match="unknown field class 'model'.*architecture, run control, recipe"):
+        fields_of("model")
+

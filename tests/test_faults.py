@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import child_processes
 import pytest
 import torch
 
@@ -20,31 +21,12 @@ if str(REPO) not in sys.path:  # benchmarks/ is a folder of scripts, not an inst
 Child = importlib.import_module("benchmarks.child_run").Child  # shared with benchmarks/gpu_check.py
 CONFIG = Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=500, sample_count=16, epochs=3)
 
-# Trains in a child process; with PAUSE_AT_SAVE set, the save of that epoch hangs after writing its temp file.
-CHILD = """
-import sys, time
-from dcganlib import checkpoint
-from dcganlib.config import Config
-from dcganlib.train import Trainer
-
-run_dir, pause_at = sys.argv[1], int(sys.argv[2])
-real_save = checkpoint.torch.save
-
-def save_then_hang(obj, file, *args, **kwargs):
-    real_save(obj, file, *args, **kwargs)
-    if isinstance(obj, dict) and obj.get("epoch") == pause_at:
-        print("SAVING", flush=True)
-        time.sleep(600)
-
-checkpoint.torch.save = save_then_hang
-trainer = Trainer(Config.load_yaml(sys.argv[3]), run_dir, progress=False)
-trainer.fit(on_epoch_end=lambda t: print(f"EPOCH {t.epoch}", flush=True))
-"""
-
 
 def start_child(run_dir: Path, pause_at: int) -> Child:
     config_path = CONFIG.save_yaml(run_dir.parent / f"{run_dir.name}.yaml")
-    return Child([sys.executable, "-c", CHILD, str(run_dir), str(pause_at), str(config_path)], cwd=REPO)
+    # Trains in a child process; the save of epoch pause_at hangs after writing its temp file (-1: none).
+    return Child(child_processes.command("train", str(run_dir), str(pause_at), str(config_path)), cwd=REPO,
+                 env=child_processes.environment())
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
+from hostile import Hostile
 from torchvision import models
 
 from dcganlib import metrics
+from dcganlib.checkpoint import CheckpointError
 from dcganlib.metrics import (
     SHIPPED_CLASSIFIER,
     FIDResult,
@@ -129,6 +131,19 @@ def test_shipped_classifier_reaches_97_percent(heldout):
     assert accuracy >= 0.97
     assert classifier.metadata["heldout_accuracy"] == pytest.approx(accuracy, abs=1e-6)
     assert "held-out acc" in classifier.description
+
+
+def test_classifier_loader_refuses_hostile_and_foreign_files(tmp_path):
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "hostile.pt"
+    torch.save({"state_dict": Hostile(marker)}, hostile)
+    with pytest.raises(CheckpointError, match=r"Classifier file .*hostile\.pt is unusable.*train_classifier"):
+        load_classifier(hostile)
+    assert not marker.exists()
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(1)}, foreign)
+    with pytest.raises(CheckpointError, match=r"foreign\.pt is unusable: it lacks the keys state_dict"):
+        load_classifier(foreign)
 
 
 def test_features_accept_other_sizes_and_rgb(heldout):

@@ -1,5 +1,6 @@
 """Training: the step, history, samples, and resume that is bit-identical to an uninterrupted run on the CPU."""
 
+import copy
 import importlib
 import warnings
 
@@ -247,3 +248,52 @@ def test_seconds_per_step_times_real_steps_and_leaves_the_rng_alone():
 def test_training_time_multiplies_the_step_by_the_run(monkeypatch, dataset, epochs, expected):
     monkeypatch.setattr(training, "seconds_per_step", lambda config, device=None: 0.3)
     assert expected in training.training_time(Config.from_preset("mnist28", dataset=dataset, epochs=epochs))
+
+
+def train_steps_by_hand(trainer: Trainer, steps: int) -> None:
+    """`steps` batches of the next epoch as fit() runs them, their stats left on the device."""
+    batches = trainer.loader.epoch(trainer.epoch, start_batch=trainer.batch_in_epoch)
+    for _ in range(steps):
+        trainer._pending.append(trainer.train_step(next(batches)))
+        trainer.step += 1
+        trainer.batch_in_epoch += 1
+
+
+def test_state_dict_only_reads_yet_holds_every_batch(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=2))
+    trainer.fit(epochs=1)
+    train_steps_by_hand(trainer, 3)
+    history, pending = copy.deepcopy(trainer.history), list(trainer._pending)
+    first, second = trainer.state_dict(), trainer.state_dict()
+    assert trainer.history == history and len(history["batch"]["step"]) == 10  # the 3 new stats still pending
+    assert len(trainer._pending) == 3 and all(a is b for a, b in zip(trainer._pending, pending, strict=True))
+    assert first["history"] == second["history"]
+    assert first["history"]["batch"]["step"] == list(range(1, 14))
+    saved = checkpoint.load_checkpoint(trainer.save_checkpoint())
+    assert saved["history"]["batch"]["step"] == list(range(1, 14))
+    assert all(len(saved["history"]["batch"][name]) == 13 for name in training.STAT_NAMES)
+    trainer.fit()  # training goes on from the pending stats, each batch once
+    assert trainer.history["batch"]["step"] == list(range(1, 21))
+
+
+def test_mid_epoch_checkpoints_hold_every_batch_so_far(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=1, checkpoint_minutes=1e-9, keep_checkpoints=20))
+    trainer.fit()
+    for batch in range(1, 10):
+        saved = checkpoint.load_checkpoint(checkpoint.checkpoint_dir(tmp_path) / checkpoint.checkpoint_name(0, batch))
+        assert saved["history"]["batch"]["step"] == list(range(1, batch + 1)), batch
+        assert saved["history"]["batch"]["loss_d"] == trainer.history["batch"]["loss_d"][:batch]
+
+
+def test_best_checkpoint_goes_through_the_checkpoint_save(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=1))
+    best = checkpoint.checkpoint_dir(tmp_path) / "best.pt"
+    trainer._keep_best(None)  # an epoch without FID
+    assert not best.exists()
+    trainer._keep_best(5.0)
+    saved = checkpoint.load_checkpoint(best)
+    assert saved["best_fid"] == 5.0 and saved["format_version"] == checkpoint.FORMAT_VERSION
+    assert "library_version" in saved
+    trainer._keep_best(6.0)  # worse: best.pt stays
+    assert checkpoint.load_checkpoint(best)["best_fid"] == 5.0 and trainer.best_fid == 5.0
+    assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).glob("ckpt_*.pt")] == []  # no epoch checkpoint

@@ -1,0 +1,21 @@
+"""Generator images as picture files: one grid per batch, with torchvision and no plotting stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+from torchvision.utils import make_grid, save_image
+
+
+def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
+    """One (3, H, W) grid in [0, 1] from generator images in [-1, 1]."""
+    return make_grid(images.detach().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
+
+
+def save_grid(images: Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Save generator images in [-1, 1] as one PNG grid; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images.detach().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1))
+    return path
