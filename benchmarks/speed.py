@@ -28,8 +28,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from dcganlib.config import Config
 from dcganlib.data import load_mnist_5k
 from dcganlib.devices import autocast_dtype, pick_device
-from dcganlib.latent import generate, noise_for_seed
-from dcganlib.models import build_models
+from dcganlib.latent import noise_for_seed
+from dcganlib.models import build_models, generate
 from dcganlib.train import Trainer
 
 if __package__:  # imported as benchmarks.speed (the tests)
