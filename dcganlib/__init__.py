@@ -7,8 +7,9 @@ from .config import PRESETS, Config, ConfigError
 from .data import BatchLoader, load_dataset
 from .devices import DeviceUnavailableError, device_report, pick_device
 from .losses import discriminator_loss, generator_loss, gradient_penalty
-from .models import Discriminator, Generator, build_models, count_parameters, init_weights, make_noise
+from .models import Discriminator, Generator, build_models, count_parameters, init_weights, make_noise, print_shapes
 from .pretrained import export_generator, load_generator
+from .step import plain_train_step
 from .train import Trainer, train, training_time
 
 __all__ = [
@@ -16,5 +17,5 @@ __all__ = [
     "Generator", "Trainer", "__version__", "build_models", "count_parameters", "device_report", "discriminator_loss",
     "export_generator", "flush_drive", "generator_loss", "gradient_penalty", "in_colab", "init_weights",
     "latest_checkpoint", "load_checkpoint", "load_dataset", "load_generator", "make_noise", "pick_device",
-    "run_directory", "train", "training_time",
+    "plain_train_step", "print_shapes", "run_directory", "train", "training_time",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.resources
+import itertools
 import math
 import shutil
 import tempfile
@@ -308,6 +309,11 @@ class BatchLoader:
         if self.images is not None:
             return self._tensor_batches(indices)
         return self._loader_batches(indices, epoch)
+
+    def forever(self, start_epoch: int = 0) -> Iterator[Tensor]:
+        """Batches of epoch after epoch without end, for loops counted in steps rather than epochs."""
+        for epoch in itertools.count(start_epoch):
+            yield from self.epoch(epoch)
 
     def _tensor_batches(self, indices: Tensor) -> Iterator[Tensor]:
         indices = indices.to(self.device)

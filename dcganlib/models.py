@@ -132,6 +132,16 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def print_shapes(net: nn.Sequential, x: Tensor) -> None:
+    """Push x through `net` one stage at a time (without gradients), printing each stage's layers and output shape."""
+    print(f"{'input':>42} {tuple(x.shape)}")
+    with torch.no_grad():
+        for stage in net:
+            x = stage(x)
+            layers = " + ".join(type(m).__name__ for m in stage.modules() if not list(m.children()))
+            print(f"{layers:>42} {tuple(x.shape)}")
+
+
 def generate(generator: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     """Images for latents z, made in eval mode without gradients; returns a CPU tensor in [-1, 1]."""
     if not isinstance(generator, torch.nn.Module):

@@ -24,6 +24,7 @@ FACE, WORKER, PART, BOTTOM = 3, 2, 1, 0
 LAYERS = {
     "__init__": FACE, "__main__": FACE, "cli": FACE,
     "train": WORKER, "latent": WORKER, "sliders": WORKER, "viz": WORKER, "metrics": WORKER, "pretrained": WORKER,
+    "step": WORKER,
     "checkpoint": PART, "data": PART, "models": PART, "losses": PART, "config": PART, "runs": PART,
     "devices": PART, "images": PART, "_version": PART,
     "colab": BOTTOM,

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the simulator u
 RUN_NAME = "journey"
 # The course net at half width on the 5,000 digits: about 2 s an epoch here, ample time to kill it inside epoch 2.
 TRAINING = {"DATASET": "mnist-5k", "PRESET": "mnist28", "EPOCHS": 3, "BATCH_SIZE": 64, "RUN_NAME": RUN_NAME,
-            "SEED": 0, "CONFIG_OVERRIDES": {"g_features": 32, "d_features": 16}}
+            "SEED": 0, "PLAIN_STEPS": 20, "CONFIG_OVERRIDES": {"g_features": 32, "d_features": 16}}
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 import zipfile
 from pathlib import Path
@@ -383,6 +384,14 @@ def test_batch_loader_resume_mid_epoch():
         assert [_ids(b) for b in loader.epoch(2, start_batch=k)] == full[k:]
     with pytest.raises(ValueError, match="start_batch"):
         loader.epoch(2, start_batch=len(loader) + 1)
+
+
+def test_batch_loader_forever_runs_epoch_after_epoch():
+    loader = BatchLoader(_indexed(23), 4, seed=3)
+    endless = [_ids(b) for b in itertools.islice(loader.forever(), 2 * len(loader) + 1)]
+    expected = [_ids(b) for epoch in (0, 1, 2) for b in loader.epoch(epoch)]
+    assert endless == expected[: 2 * len(loader) + 1]
+    assert _ids(next(loader.forever(start_epoch=1))) == _ids(next(loader.epoch(1)))
 
 
 @pytest.mark.parametrize(("drop_last", "num_workers"), [(True, 0), (False, 0), (True, 2)])

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from dcganlib.config import PRESETS, Config
-from dcganlib.models import Discriminator, Generator, build_models, init_weights, make_noise
+from dcganlib.models import Discriminator, Generator, build_models, init_weights, make_noise, print_shapes
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -77,3 +77,16 @@ def test_make_noise_shape_and_generator():
     first = make_noise(3, 4, generator=torch.Generator().manual_seed(1))
     again = make_noise(3, 4, generator=torch.Generator().manual_seed(1))
     assert torch.equal(first, again)
+
+
+def test_print_shapes_follows_each_stage(capsys):
+    generator, discriminator = build_models(Config.from_preset("mnist28"))
+    print_shapes(generator.net, make_noise(2, generator.z_dim))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["input", "(2,", f"{generator.z_dim},", "1,", "1)"]
+    assert lines[1].split()[:5] == ["ConvTranspose2d", "+", "BatchNorm2d", "+", "ReLU"]
+    assert lines[1].endswith(f"(2, {generator.net[0][0].out_channels}, 3, 3)")
+    assert [line.split("(", 1)[1] for line in lines[-2:]] == ["2, 1, 28, 28)", "2, 1, 28, 28)"]
+    assert lines[-1].split()[0] == "Tanh" and len(lines) == 1 + len(generator.net)
+    print_shapes(discriminator.net, torch.zeros(2, 1, 28, 28))
+    assert capsys.readouterr().out.splitlines()[-1].split() == ["Conv2d", "(2,", "1,", "1,", "1)"]

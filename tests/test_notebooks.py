@@ -24,7 +24,7 @@ SETUP_TITLE = "# @title Set-up (run once; installs dcganlib on Colab only)"
 # Small enough for CI on two shared CPU cores (narrow networks: a few seconds per epoch); the notebooks' own
 # defaults are the Colab values.
 TRAINING = {"DATASET": "mnist-5k", "PRESET": "mnist28", "BATCH_SIZE": 128, "RUN_NAME": "ci", "SEED": 0,
-            "CONFIG_OVERRIDES": {"g_features": 16, "d_features": 8}}
+            "PLAIN_STEPS": 20, "CONFIG_OVERRIDES": {"g_features": 16, "d_features": 8}}
 
 
 def _set_repo_url_module():

@@ -2,6 +2,7 @@
 
 import copy
 import importlib
+import itertools
 import warnings
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 
 from dcganlib import checkpoint
 from dcganlib.config import Config
+from dcganlib.models import build_models, make_noise
+from dcganlib.step import plain_train_step
 from dcganlib.train import ArchitectureMismatchError, Trainer
 
 # The module, not the `dcganlib.train` function that the package exports under the same name.
@@ -297,3 +300,24 @@ def test_best_checkpoint_goes_through_the_checkpoint_save(tmp_path):
     trainer._keep_best(6.0)  # worse: best.pt stays
     assert checkpoint.load_checkpoint(best)["best_fid"] == 5.0 and trainer.best_fid == 5.0
     assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).glob("ckpt_*.pt")] == []  # no epoch checkpoint
+
+
+def test_train_step_equals_the_plain_step_in_fp32(tmp_path):
+    """Notebook 4's claim: Trainer.train_step is the plain step plus plumbing that, in fp32 without EMA, changes no
+    weight. The plain side is set up as the notebook does it (fresh networks, default Adam); same seed, batches and
+    noise give bit-identical networks."""
+    config = tiny_config(precision="fp32", ema_decay=0, channels_last=False)
+    trainer = make_trainer(tmp_path, config)
+    torch.manual_seed(config.seed)  # the draw the trainer's initial weights came from
+    generator, discriminator = build_models(config)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+    noise_rng = torch.Generator().set_state(trainer.noise_rng.get_state())  # the z that train_step will draw
+    for real in itertools.islice(trainer.loader.epoch(0), 5):
+        z = make_noise(real.size(0), config.z_dim, generator=noise_rng)
+        loss_d, loss_g = plain_train_step(generator, discriminator, opt_g, opt_d, real, z)
+        stats = trainer.train_step(real)
+        assert torch.equal(torch.stack([loss_d, loss_g]), stats[:2])
+    for plain, library in ((generator, trainer.generator), (discriminator, trainer.discriminator)):
+        a, b = plain.state_dict(), library.state_dict()
+        assert all(torch.equal(a[name], b[name]) for name in a), "weights or BatchNorm statistics differ"
