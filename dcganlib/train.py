@@ -22,6 +22,7 @@ from .devices import autocast_dtype, pick_device
 from .images import save_grid
 from .losses import discriminator_loss, generator_loss, gradient_penalty
 from .models import build_models, generate, make_noise
+from .step import plain_train_step
 
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 DISPLAY_EVERY = 10  # batches between progress-bar updates: reading losses waits for the device
@@ -424,25 +425,16 @@ def seconds_per_step(config: Config, device=None, steps: int = 3) -> float:
     """
     device = pick_device(device)
     amp_dtype = autocast_dtype(config.precision, device)
-    precision = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     with torch.random.fork_rng(devices=[]):
         generator, discriminator = (model.to(device) for model in build_models(config))
         opt_g, opt_d = (torch.optim.Adam(model.parameters()) for model in (generator, discriminator))
         real = torch.rand(config.batch_size, config.channels, config.image_size, config.image_size, device=device)
 
         def step() -> None:
-            with precision:
-                fake = generator(make_noise(config.batch_size, config.z_dim, device=device))
-                loss_d = discriminator_loss(config.loss, discriminator(real).float(),
-                                            discriminator(fake.detach()).float())
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            with precision:
-                loss_g = generator_loss(config.loss, discriminator(fake).float())
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
+            # The plain step under the run's autocast precision: the Trainer's step without EMA and bookkeeping.
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                plain_train_step(generator, discriminator, opt_g, opt_d, real,
+                                 make_noise(config.batch_size, config.z_dim, device=device))
 
         step()  # the first step pays for allocations and kernel selection
         if device.type == "cuda":
