@@ -1,4 +1,7 @@
-"""Command line: `python -m dcganlib train|sample|gif|plot|export`. Re-running `train` resumes."""
+"""Command line: `python -m dcganlib train|sample|gif|plot|export`. Re-running `train` resumes.
+
+`torchrun --nproc-per-node N -m dcganlib train ...` trains data-parallel on N processes (GPUs, or CPU with gloo).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, runs, viz
+from . import checkpoint, distributed, runs, viz
 from .colab import DriveUnavailableError
 from .config import PRESETS, Config, ConfigError, flag_fields
 from .data import DatasetUnavailableError
@@ -20,7 +23,7 @@ from .train import ArchitectureMismatchError, Trainer
 
 # Errors a user can fix; anything else is a bug and keeps its traceback (so no bare ValueError here).
 USER_ERRORS = (ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
-               DeviceUnavailableError, DriveUnavailableError, FileNotFoundError)
+               DeviceUnavailableError, DriveUnavailableError, FileNotFoundError, runs.RunDirInUseError)
 
 
 def _train(args) -> None:
@@ -36,9 +39,12 @@ def _train(args) -> None:
     else:
         config = Config.from_preset(args.preset or "mnist28", **overrides)
     started = time.monotonic()
-    trainer = Trainer(config, run_dir, resume=not args.fresh, device=args.device, found=found)
-    trainer.fit()
-    if not trainer.step:  # --epochs 0 on a new run: nothing trained, nothing to plot
+    try:  # under torchrun: one such process per rank, of which rank 0 writes
+        trainer = Trainer(config, run_dir, resume=not args.fresh, device=args.device, found=found)
+        trainer.fit()
+    finally:
+        distributed.leave()
+    if not trainer.step or not trainer.group.is_main:  # --epochs 0 on a new run: nothing trained, nothing to plot
         return
     paths = viz.write_report(run_dir, trainer.history, trainer.sampling_generator, trainer.fixed_noise)
     # The newest checkpoint is the one holding the trainer's state: named from it, not searched for and loaded.

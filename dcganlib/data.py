@@ -261,7 +261,12 @@ def load_dataset(
 
 
 class BatchLoader:
-    """Deterministic, resumable batches: epoch e's order is a permutation drawn from (seed, e)."""
+    """Deterministic, resumable batches: epoch e's order is a permutation drawn from (seed, e).
+
+    With `world_size` > 1 (data-parallel training) every process draws the same permutation and yields only its
+    share of each `batch_size` batch: rank r takes images [r * share, (r + 1) * share) of it, share being
+    batch_size / world_size. The ranks' shares are disjoint and together make the single-process batch.
+    """
 
     def __init__(
         self,
@@ -273,6 +278,8 @@ class BatchLoader:
         drop_last: bool = True,
         num_workers: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         self.dataset = dataset
         self.size = len(dataset)
@@ -280,7 +287,12 @@ class BatchLoader:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if drop_last and batch_size > self.size:
             raise ValueError(f"batch_size {batch_size} > the data set, which has only {self.size} images")
+        if batch_size % world_size or not 0 <= rank < world_size or (world_size > 1 and not drop_last):
+            raise ValueError(f"{world_size} processes need whole batches that split evenly: got batch_size "
+                             f"{batch_size}, rank {rank}, drop_last={drop_last}")
         self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        self.share = batch_size // world_size  # images per batch that this process yields
         self.seed = seed
         self.device = torch.device(device)
         self.drop_last = drop_last
@@ -305,10 +317,17 @@ class BatchLoader:
         """Float (B, C, H, W) batches in [-1, 1] on the device, skipping the first `start_batch` unread."""
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch must be in [0, {len(self)}], got {start_batch}")
-        indices = self.order(epoch)[start_batch * self.batch_size : len(self) * self.batch_size]
+        indices = self.shard(self.order(epoch)[start_batch * self.batch_size : len(self) * self.batch_size])
         if self.images is not None:
             return self._tensor_batches(indices)
         return self._loader_batches(indices, epoch)
+
+    def shard(self, indices: Tensor) -> Tensor:
+        """This process's share of each whole batch in `indices` (all of them in a single process)."""
+        if self.world_size == 1:
+            return indices
+        start = self.rank * self.share
+        return indices.view(-1, self.batch_size)[:, start : start + self.share].reshape(-1)
 
     def forever(self, start_epoch: int = 0) -> Iterator[Tensor]:
         """Batches of epoch after epoch without end, for loops counted in steps rather than epochs."""
@@ -318,14 +337,14 @@ class BatchLoader:
     def _tensor_batches(self, indices: Tensor) -> Iterator[Tensor]:
         indices = indices.to(self.device)
         # range(), not split(): an empty tail (start_batch == len) must yield no batch at all.
-        for start in range(0, len(indices), self.batch_size):
-            batch = self.images[indices[start : start + self.batch_size]]
+        for start in range(0, len(indices), self.share):
+            batch = self.images[indices[start : start + self.share]]
             yield _to_float(batch).contiguous(memory_format=self.memory_format)
 
     def _loader_batches(self, indices: Tensor, epoch: int) -> Iterator[Tensor]:
         loader = DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
+            batch_size=self.share,
             sampler=indices.tolist(),  # already cut to whole batches when drop_last
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",

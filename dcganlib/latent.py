@@ -1,4 +1,4 @@
-"""Exploring a generator's latent space: seeded noise, interpolation, walks, arithmetic and directions."""
+"""Exploring a generator's latent space: seeded noise, interpolation, walks and vector arithmetic."""
 
 from __future__ import annotations
 
@@ -107,13 +107,3 @@ def vector_arithmetic(generator: Callable[[Tensor], Tensor], z_a: Tensor, z_b: T
     """Images (4, C, H, W) of a, b, c and a - b + c; batches are averaged first, as in the DCGAN paper."""
     a, b, c = (_as_batch(z).mean(dim=0, keepdim=True) for z in (z_a, z_b, z_c))
     return generate(generator, torch.cat([a, b, c, a - b + c]))
-
-
-def latent_directions(z_dim: int, k: int, seed: int = 0) -> Tensor:
-    """k orthonormal directions (k, z_dim): the QR of a seeded Gaussian matrix."""
-    if not 0 < k <= z_dim:
-        raise ValueError(f"need 0 < k <= z_dim for orthonormal directions, got k={k}, z_dim={z_dim}")
-    rng = torch.Generator().manual_seed(seed)
-    q, r = torch.linalg.qr(torch.randn(z_dim, k, generator=rng))
-    # QR is unique only up to column signs; fixing them keeps a seed's directions stable across versions.
-    return (q * torch.sign(torch.diagonal(r))).T.contiguous()

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision import models
 
 from . import checkpoint, runs
 from .data import load_mnist_5k
@@ -26,9 +25,6 @@ SHIPPED_CLASSIFIER = runs.ASSETS / "mnist_classifier.pt"
 # Every fifth image (index % 5 == 4) is held out instead: 1,000 images, exactly 100 per digit.
 HELDOUT_EVERY = 5
 SPLIT_DESCRIPTION = "mnist-5k, index % 5 == 4 held out: 4,000 train / 1,000 held-out, 100 per digit"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-INCEPTION_SIZE = 299
 
 
 @dataclass(frozen=True)
@@ -282,41 +278,51 @@ def mode_coverage(
     }
 
 
-# ---------------------------------------------------------------- Inception FID (needs a download)
+# ---------------------------------------------------------------- standard FID (pytorch-fid, needs a download)
+
+FID_INSTALL = 'pip install "dcganlib[fid]" (or pip install pytorch-fid)'
+FID_NETWORK = "Inception-v3 pool3, TensorFlow FID weights (pytorch-fid)"
 
 
 def inception_preprocess(images: Tensor) -> Tensor:
-    """Images in [-1, 1] (1 or 3 channels, any size) -> ImageNet-normalised (N, 3, 299, 299)."""
+    """Images in [-1, 1] (1 or 3 channels, any size) -> (N, 3, H, W) in [0, 1], what the FID network takes.
+
+    The network itself resizes to 299 x 299 (bilinear) and rescales to [-1, 1], as the TensorFlow original did.
+    """
     x = images.float().add(1).div(2).clamp(0, 1)
-    if x.shape[1] == 1:
-        x = x.expand(-1, 3, -1, -1)
-    x = F.interpolate(x, size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bilinear", align_corners=False)
-    mean = x.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = x.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
-def inception_extractor(model: nn.Module) -> nn.Module:
-    """A torchvision Inception-v3 made to return its 2048-d pool3 features (fc replaced), in eval mode."""
-    model.fc = nn.Identity()
-    return model.eval()
+class _Pool3(nn.Module):
+    """pytorch-fid's InceptionV3 returning its 2048-d pool3 features as (N, 2048)."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.network(x)[0].flatten(1)
 
 
 def load_inception(device: str | torch.device = "cpu") -> nn.Module:
-    """torchvision's ImageNet Inception-v3 as a pool3 feature extractor; downloads ~100 MB the first time."""
+    """The standard FID Inception network (the weights published FIDs use); downloads ~92 MB the first time."""
     try:
-        model = models.inception_v3(weights=models.Inception_V3_Weights.IMAGENET1K_V1)
-    except (OSError, RuntimeError) as e:  # URLError/HTTPError/SSL are OSErrors; a bad hash is a RuntimeError
+        from pytorch_fid.inception import InceptionV3
+    except ImportError as e:
+        raise RuntimeError(f"the standard FID needs the pytorch-fid package: {FID_INSTALL}") from e
+    try:
+        network = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
+    except (OSError, RuntimeError) as e:  # URLError/HTTPError/SSL are OSErrors; a bad file is a RuntimeError
         raise RuntimeError(
-            f"Inception FID needs the Inception-v3 weights download (~100 MB from download.pytorch.org), which "
-            f"failed: {e}. Run it on Colab or with internet access; offline_fid() works offline."
+            f"the standard FID needs the FID Inception weights download (~92 MB from github.com), which failed: {e}. "
+            "Run it on Colab or with internet access; offline_fid() works offline."
         ) from e
-    return inception_extractor(model).to(device)
+    return _Pool3(network).to(device).eval()
 
 
 @torch.no_grad()
 def inception_features(images: Tensor, model: nn.Module, batch_size: int = 64) -> Tensor:
-    """(N, 2048) pool3 features of images in [-1, 1] from an `inception_extractor` model."""
+    """(N, features) from the FID network (or a stand-in taking the same [0, 1] input) for images in [-1, 1]."""
     model.eval()
     device = next(model.parameters()).device
     out = [model(inception_preprocess(images[i : i + batch_size].to(device))).float().cpu()
@@ -332,8 +338,8 @@ def inception_fid(
     model: nn.Module | None = None,
     batch_size: int = 64,
 ) -> FIDResult:
-    """Standard-style FID on Inception-v3 pool3 features (torchvision IMAGENET1K_V1 weights unless `model`)."""
-    extractor = "Inception-v3 pool3, torchvision IMAGENET1K_V1" if model is None else "Inception-v3 pool3 (given)"
+    """The standard FID: Fréchet distance of the FID Inception network's pool3 features (`model`: a stand-in)."""
+    extractor = FID_NETWORK if model is None else "given feature extractor"
     model = model if model is not None else load_inception(device)
     fake = inception_features(fake_images, model, batch_size)
     real = inception_features(real_images, model, batch_size)

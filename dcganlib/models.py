@@ -74,38 +74,55 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Maps images to one real/fake logit each, shape (N,): pair it with BCEWithLogitsLoss."""
+    """Maps images to one real/fake logit each, shape (N,): pair it with BCEWithLogitsLoss.
 
-    def __init__(self, channels: int = 1, features: int = 64, image_size: int = 64, batch_norm: bool = True):
+    spectral_norm=True divides every convolution's weight by its largest singular value (Miyato et al. 2018), so
+    no layer can amplify a change of its input by more than 1: D's output then cannot jump, and neither can the
+    gradients it hands G.
+    """
+
+    def __init__(self, channels: int = 1, features: int = 64, image_size: int = 64, batch_norm: bool = True,
+                 spectral_norm: bool = False):
         super().__init__()
         self.channels, self.image_size = channels, image_size
-        f = features
-        if image_size == 28:
-            # Course net: kernel 4 stride 2 gives 28 -> 13 -> 5 -> 1.
-            self.net = nn.Sequential(
-                _down(channels, f, 4, 2, 0, batch_norm),  # f x 13 x 13
-                _down(f, f * 2, 4, 2, 0, batch_norm),  # (f*2) x 5 x 5
-                nn.Conv2d(f * 2, 1, 4, 2, 0),  # 1 x 1 x 1
-            )
-            return
-        n = _doublings(image_size)
-        # The paper leaves BatchNorm off the first layer so D sees the real input statistics.
-        layers = [_down(channels, f, 4, 2, 1, batch_norm=False)]  # f x size/2 x size/2
-        width = f
-        for _ in range(n - 1):
-            layers.append(_down(width, width * 2, 4, 2, 1, batch_norm))
-            width *= 2
-        layers.append(nn.Conv2d(width, 1, 4, 1, 0))  # 1 x 1 x 1 from width x 4 x 4
-        self.net = nn.Sequential(*layers)
+        self.net = (_course_critic if image_size == 28 else _paper_critic)(channels, features, image_size, batch_norm)
+        if spectral_norm:
+            for module in self.net.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.utils.parametrizations.spectral_norm(module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).flatten()
 
 
+def _course_critic(channels: int, f: int, image_size: int, batch_norm: bool) -> nn.Sequential:
+    """Course net: kernel 4 stride 2 gives 28 -> 13 -> 5 -> 1."""
+    return nn.Sequential(
+        _down(channels, f, 4, 2, 0, batch_norm),  # f x 13 x 13
+        _down(f, f * 2, 4, 2, 0, batch_norm),  # (f*2) x 5 x 5
+        nn.Conv2d(f * 2, 1, 4, 2, 0),  # 1 x 1 x 1
+    )
+
+
+def _paper_critic(channels: int, f: int, image_size: int, batch_norm: bool) -> nn.Sequential:
+    """The DCGAN paper's D: stride-2 convolutions halve the size down to 4 x 4, then one 4 x 4 convolution."""
+    n = _doublings(image_size)
+    # The paper leaves BatchNorm off the first layer so D sees the real input statistics.
+    layers = [_down(channels, f, 4, 2, 1, batch_norm=False)]  # f x size/2 x size/2
+    width = f
+    for _ in range(n - 1):
+        layers.append(_down(width, width * 2, 4, 2, 1, batch_norm))
+        width *= 2
+    layers.append(nn.Conv2d(width, 1, 4, 1, 0))  # 1 x 1 x 1 from width x 4 x 4
+    return nn.Sequential(*layers)
+
+
 def init_weights(module: nn.Module) -> None:
     """DCGAN paper init: conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0. Use with `.apply`."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
+        # Under spectral norm `weight` is computed from `original`: initialise what is stored.
+        parametrized = nn.utils.parametrize.is_parametrized(module, "weight")
+        nn.init.normal_(module.parametrizations.weight.original if parametrized else module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d):
@@ -116,7 +133,8 @@ def init_weights(module: nn.Module) -> None:
 def build_models(config: Config) -> tuple[Generator, Discriminator]:
     """A freshly initialised (G, D) pair for `config`."""
     generator = Generator(config.z_dim, config.channels, config.g_features, config.image_size, config.batch_norm)
-    discriminator = Discriminator(config.channels, config.d_features, config.image_size, config.batch_norm)
+    discriminator = Discriminator(config.channels, config.d_features, config.image_size, config.batch_norm,
+                                  config.spectral_norm)
     generator.apply(init_weights)
     discriminator.apply(init_weights)
     return generator, discriminator

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import checkpoint, runs
-from .config import ARCHITECTURE_FIELDS
 from .models import Generator
 
 SHIPPED_GENERATOR = runs.ASSETS / "mnist28_generator.pt"
+# What the generator is built from: D's sizes and spectral norm do not matter to it.
+GENERATOR_FIELDS = ("image_size", "channels", "z_dim", "g_features", "batch_norm")
 _ADVICE = "Point to a run dir, a checkpoint, or a file written by export_generator (`python -m dcganlib export`)."
 
 
@@ -44,11 +45,11 @@ def load_generator(source=None, device="cpu") -> Generator:
 def _architecture(state: dict, path: Path) -> dict:
     """The generator's sizes: an exported file's `architecture`, else those fields of a checkpoint's config."""
     found = state.get("architecture") or state.get("config") or {}
-    missing = [k for k in ARCHITECTURE_FIELDS if k not in found] if isinstance(found, dict) else ARCHITECTURE_FIELDS
+    missing = [k for k in GENERATOR_FIELDS if k not in found] if isinstance(found, dict) else GENERATOR_FIELDS
     if missing:
         raise checkpoint.CheckpointError(f"Generator file {path} is unusable: it names no architecture (missing "
                                          f"{', '.join(missing)}). {_ADVICE}")
-    return {k: found[k] for k in ARCHITECTURE_FIELDS}
+    return {k: found[k] for k in GENERATOR_FIELDS}
 
 
 def _sampling_weights(state: dict) -> dict:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 import torch
@@ -12,7 +12,8 @@ from torch import Tensor
 from torchvision.transforms.functional import to_pil_image
 
 from .colab import enable_widget_manager
-from .latent import _method, latent_directions, noise_for_seed
+from .directions import Direction, principal_directions
+from .latent import _method, noise_for_seed
 from .models import generate
 
 
@@ -34,7 +35,7 @@ class LatentExplorer:
         generator: Callable[[Tensor], Tensor],
         z_dim: int,
         *,
-        n_directions: int,
+        directions: Sequence[Direction],
         seeds: tuple[int, int],
         scale: float,
         image_size_px: int,
@@ -42,15 +43,16 @@ class LatentExplorer:
         self.generator = generator
         self.z_dim = z_dim
         self.image_size_px = image_size_px
-        self.directions = latent_directions(z_dim, n_directions)
+        self.directions = list(directions)
         max_seed = 2**31 - 1
         self.seed_picker = widgets.BoundedIntText(value=seeds[0], min=0, max=max_seed, description="seed A")
         self.second_seed = widgets.BoundedIntText(value=seeds[1], min=0, max=max_seed, description="seed B")
         self.t_slider = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="t (A→B)")
         self.method = widgets.ToggleButtons(options=["slerp", "lerp"], value="slerp", description="method")
         self.direction_sliders = [
-            widgets.FloatSlider(value=0.0, min=-scale, max=scale, step=scale / 50, description=f"dir {i + 1}")
-            for i in range(n_directions)
+            widgets.FloatSlider(value=0.0, min=-scale, max=scale, step=scale / 50, description=direction.label,
+                                style={"description_width": "initial"})
+            for direction in self.directions
         ]
         self.image = widgets.Image(format="png")
         self.image.add_class("dcgan-latent-image")
@@ -72,8 +74,10 @@ class LatentExplorer:
         z_a = noise_for_seed(self.seed_picker.value, self.z_dim)
         z_b = noise_for_seed(self.second_seed.value, self.z_dim)
         base = _method(self.method.value)(z_a, z_b, self.t_slider.value)
-        coefs = torch.tensor([slider.value for slider in self.direction_sliders], dtype=base.dtype)
-        return base + (coefs @ self.directions).reshape_as(base)
+        offset = torch.zeros(self.z_dim, dtype=base.dtype)
+        for slider, direction in zip(self.direction_sliders, self.directions, strict=True):
+            offset += slider.value * direction.vector.to(base.dtype)
+        return base + offset.reshape(1, -1, 1, 1)
 
     def current_images(self) -> Tensor:
         """The generated image (1, C, H, W) for the current latent."""
@@ -100,16 +104,21 @@ def latent_sliders(
     generator: Callable[[Tensor], Tensor],
     z_dim: int | None = None,
     *,
-    n_directions: int = 6,
+    directions: Sequence[Direction] | None = None,
     seeds: tuple[int, int] = (0, 1),
     scale: float = 3.0,
     image_size_px: int = 256,
 ) -> LatentExplorer:
-    """Interactive explorer of a generator's latent space; z_dim defaults to generator.z_dim."""
+    """Interactive explorer of a generator's latent space; z_dim defaults to generator.z_dim.
+
+    One slider per direction, named by its label; the default is the generator's first four principal directions.
+    """
     z_dim = z_dim if z_dim is not None else getattr(generator, "z_dim", None)
     if z_dim is None:
         raise ValueError("cannot tell the latent size: pass z_dim=... or a generator with a .z_dim attribute")
+    if directions is None:
+        directions = principal_directions(generator)
     enable_widget_manager(widgets.__version__)
     return LatentExplorer(
-        generator, z_dim, n_directions=n_directions, seeds=seeds, scale=scale, image_size_px=image_size_px
+        generator, z_dim, directions=directions, seeds=seeds, scale=scale, image_size_px=image_size_px
     )

@@ -1,4 +1,8 @@
-"""The DCGAN training loop: per-epoch checkpoints, exact resume, progress bars and sample frames."""
+"""The DCGAN training loop: per-epoch checkpoints, exact resume, progress bars and sample frames.
+
+Under `torchrun --nproc-per-node N` the same loop trains data-parallel (see `distributed`): every process takes its
+share of each batch, rank 0 alone writes files, and a checkpoint holds every rank's RNG states.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import dataclasses
 import random
 import time
 import warnings
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +20,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checkpoint, colab, metrics, runs
+from . import checkpoint, colab, distributed, metrics, runs
+from .augment import diff_augment
 from .config import ARCHITECTURE_FIELDS, RUN_CONTROL_FIELDS, Config, ConfigError
 from .data import BatchLoader, dataset_size, load_dataset
 from .devices import autocast_dtype, pick_device
@@ -58,23 +64,40 @@ def resolve_resume_config(requested: Config | None, saved: dict) -> Config:
     return dataclasses.replace(saved_config, **{name: getattr(requested, name) for name in RUN_CONTROL_FIELDS})
 
 
-def _rng_state() -> dict:
-    """Global RNG states as plain data (numpy's array becomes a tensor so weights_only loading accepts it)."""
+def _rng_state(device: torch.device | None = None) -> dict:
+    """Global RNG states as plain data (numpy's array becomes a tensor so weights_only loading accepts it).
+
+    With a CUDA `device` (a data-parallel rank) only that GPU's state is read: reading all would make every process
+    open a context on every GPU.
+    """
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {"python": random.getstate(), "torch": torch.get_rng_state(),
              "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached)}
-    if torch.cuda.is_available():
+    if device is not None and device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
+    elif torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
-def _set_rng_state(state: dict) -> None:
+def _set_rng_state(state: dict, device: torch.device | None = None) -> None:
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda_device" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_device"], device)
+    elif "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _saved_world_size(state: dict) -> int:
+    """How many processes trained the run that wrote `state` (checkpoints from one process say nothing)."""
+    return len(state["rng"].get("ranks") or [None])
+
+
+def _quiet(message: str) -> None:
+    """The log of every rank but rank 0: one process speaks for the group."""
 
 
 def _append_stats(batch_history: dict, pending: list[torch.Tensor], last_step: int) -> None:
@@ -93,29 +116,59 @@ class Trainer:
     """Trains a DCGAN in `run_dir`, resuming from its newest checkpoint unless `resume=False`.
 
     `found` is that checkpoint as (state, path) when the caller has already loaded it, so it is read once.
+    Under torchrun each process builds its own Trainer; together they train one run (rank 0 writes the files).
+    The run dir is locked from here until `fit` returns: a second trainer there is a `runs.RunDirInUseError`.
     """
 
     def __init__(self, config: Config | None, run_dir, *, device=None, resume: bool = True,
                  progress: bool = True, log: Callable[[str], None] = print,
                  found: tuple[dict, Path] | None = None):
-        self.device = pick_device(device)  # first: an unusable device fails before the run dir is touched
+        # First: an unusable device fails before the run dir is touched.
+        self.device, self.group = distributed.join(pick_device(device))
         self.run_dir = runs.open_run_dir(run_dir)
-        self.log, self.progress = log, progress
-        found = self._find_checkpoint(config, resume, found)
-        self.config = resolve_resume_config(config, found[0]["config"]) if found else config
-        self._write_config()
-        self._choose_precision()
-        # Keep this order: the seed and the initial weights come first, then the noise and the data order, so a
-        # config gives the same run, bit for bit, every time.
-        self._build_models()
-        self._build_optimizers()
-        self._make_noise()
-        self._compile_models()
-        self._build_loader()
-        self._restore_or_start(found)
-        self._writer = self._open_tensorboard() if self.config.tensorboard else None
+        self.log = log if self.group.is_main else _quiet
+        self.progress = progress and self.group.is_main
+        self._lock = runs.RunLock(self.run_dir, log=self.log)
+        self._hold_lock()
+        try:
+            found = self._find_checkpoint(config, resume, found)
+            self.config = resolve_resume_config(config, found[0]["config"]) if found else config
+            self._write_config()
+            self._choose_precision()
+            # Keep this order: the seed and the initial weights come first, then the noise and the data order, so
+            # a config gives the same run, bit for bit, every time.
+            self._build_models()
+            self._build_optimizers()
+            self._make_noise()
+            self._compile_models()
+            self._build_loader()
+            self._prepare_fid()
+            self._restore_or_start(found)
+            self._writer = self._open_tensorboard() if self.config.tensorboard and self.group.is_main else None
+        except BaseException:
+            self._lock.release()
+            raise
+        weakref.finalize(self, self._lock.release)  # a Trainer dropped without fit() frees the run dir too
 
     # --- construction, in the order __init__ runs it -----------------------------------------------------
+    def _hold_lock(self) -> None:
+        """Take the run dir's lock: rank 0 for its whole group, which hears of a refusal and raises it too."""
+        error = None
+        if self.group.is_main:
+            try:
+                self._lock.acquire()
+            except runs.RunDirInUseError as refused:
+                error = refused
+            except OSError as unwritable:
+                error = self._unwritable(unwritable)
+        error = distributed.broadcast(error, self.group)
+        if error is not None:
+            raise error
+
+    def _unwritable(self, error: OSError) -> checkpoint.CheckpointError:
+        return checkpoint.CheckpointError(f"cannot write to the run dir {self.run_dir} ({error}); choose a writable "
+                                          "folder (on Colab, check that Drive is mounted)")
+
     def _find_checkpoint(self, config: Config | None, resume: bool,
                          found: tuple[dict, Path] | None) -> tuple[dict, Path] | None:
         """The newest checkpoint to resume from, if any; without one, a config is needed."""
@@ -129,11 +182,12 @@ class Trainer:
         return found
 
     def _write_config(self) -> None:
+        if not self.group.is_main:
+            return
         try:
             self.config.save_yaml(runs.config_path(self.run_dir))
         except OSError as error:  # fail now, not after loading data and an epoch of training
-            raise checkpoint.CheckpointError(f"cannot write to the run dir {self.run_dir} ({error}); choose a "
-                                             "writable folder (on Colab, check that Drive is mounted)") from error
+            raise self._unwritable(error) from error
 
     def _choose_precision(self) -> None:
         self.amp_dtype = autocast_dtype(self.config.precision, self.device)
@@ -141,10 +195,12 @@ class Trainer:
 
     def _build_models(self) -> None:
         torch.manual_seed(self.config.seed)  # the initial weights: the first draw of the run
-        generator, discriminator = build_models(self.config)
+        generator, discriminator = (distributed.batch_norm(model, self.group, self.device, self.config.sync_batch_norm)
+                                    for model in build_models(self.config))
         self.generator = generator.to(self.device, memory_format=self.memory_format)
         self.discriminator = discriminator.to(self.device, memory_format=self.memory_format)
-        self.ema_generator = copy.deepcopy(self.generator).eval() if self.config.ema_decay > 0 else None
+        keep_ema = self.config.ema_decay > 0 and self.group.is_main  # only rank 0 samples
+        self.ema_generator = copy.deepcopy(self.generator).eval() if keep_ema else None
 
     def _build_optimizers(self) -> None:
         cfg = self.config
@@ -161,30 +217,57 @@ class Trainer:
         """The training noise's own RNG, and the fixed noise behind every sample grid."""
         cfg = self.config
         self.noise_rng = torch.Generator(self.device).manual_seed(cfg.seed + 1)
+        self._fid_reference = None  # built on the first standard-FID evaluation
+        self.augment_rng = torch.Generator(self.device).manual_seed(cfg.seed + 4)  # DiffAugment's draws
         self.fixed_noise = make_noise(cfg.sample_count, cfg.z_dim,
                                       generator=torch.Generator().manual_seed(cfg.seed + 2)).to(self.device)
 
     def _compile_models(self) -> None:
-        """The forward passes the step calls: the networks themselves, or compiled wrappers sharing their weights."""
-        self._g_forward, self._d_forward = self.generator, self.discriminator
-        if self.config.compile:
-            # "reduce-overhead" replays each compiled pass as a CUDA graph, cutting the launch cost that dominates
-            # the small course net. BatchNorm's running-stat updates in training mode mutate buffers, which may
-            # make torch skip the capture; benchmarks/gpu_check.py measures whether it does.
-            self._g_forward = torch.compile(self.generator, mode=self.config.compile_mode)
-            self._d_forward = torch.compile(self.discriminator, mode=self.config.compile_mode)
+        """The forward passes the step calls: the networks themselves, or wrappers sharing their weights.
+
+        Under torchrun the wrappers are DistributedDataParallel, which averages gradients across processes. G's
+        update runs through D without updating it, so it calls D past that wrapper (which would wait for D's
+        gradients).
+        """
+        self._g_forward = self._compiled(distributed.wrap(self.generator, self.group, self.device))
+        self._d_forward = self._compiled(distributed.wrap(self.discriminator, self.group, self.device))
+        self._d_forward_for_g = self._compiled(self.discriminator) if self.group.active else self._d_forward
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
+    def _compiled(self, model: torch.nn.Module) -> torch.nn.Module:
+        # "reduce-overhead" replays each compiled pass as a CUDA graph, cutting the launch cost that dominates
+        # the small course net. BatchNorm's running-stat updates in training mode mutate buffers, which may
+        # make torch skip the capture; benchmarks/gpu_check.py measures whether it does.
+        return torch.compile(model, mode=self.config.compile_mode) if self.config.compile else model
+
     def _build_loader(self) -> None:
         cfg = self.config
-        dataset = load_dataset(cfg.dataset, cfg.data_root, cfg.image_size, cfg.channels)
+        dataset = self._load_dataset()
         if cfg.batch_size > len(dataset):  # known only now for a folder: of images
             raise ConfigError(f"batch_size: {cfg.batch_size} is more than the {len(dataset)} images in "
                               f"{cfg.dataset}; choose a batch size of at most {len(dataset)}")
+        if cfg.batch_size % self.group.world_size:
+            raise ConfigError(f"batch_size: {cfg.batch_size} images per step do not split evenly over "
+                              f"{self.group.world_size} processes; choose a multiple of {self.group.world_size}")
         self.loader = BatchLoader(dataset, cfg.batch_size, seed=cfg.seed,
                                   device=self.device if cfg.resident_data else "cpu",
-                                  memory_format=self.memory_format)
+                                  memory_format=self.memory_format, rank=self.group.rank,
+                                  world_size=self.group.world_size)
+
+    def _load_dataset(self):
+        """The config's data set; under torchrun rank 0 reads (and downloads) it first, the others then find it."""
+        for rank_0_turn in (True, False):
+            if self.group.is_main == rank_0_turn:
+                dataset = load_dataset(self.config.dataset, self.config.data_root, self.config.image_size,
+                                       self.config.channels)
+            distributed.barrier(self.group)
+        return dataset
+
+    def _prepare_fid(self) -> None:
+        """The standard FID's network and real statistics now, so a missing package or download fails at once."""
+        if self.config.fid_every and not self.config.offline_fid and self.group.is_main:
+            self._standard_fid_reference()
 
     def _restore_or_start(self, found: tuple[dict, Path] | None) -> None:
         """Continue from the checkpoint `found`, or start at step 0; says which."""
@@ -209,18 +292,29 @@ class Trainer:
 
     # --- state -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """Everything needed to continue exactly, as plain data (loads with weights_only=True); changes nothing."""
+        """Everything needed to continue exactly, as plain data (loads with weights_only=True); changes nothing.
+
+        Under torchrun every rank must call it (it gathers each rank's RNG states); rank 0's is the one saved.
+        """
         return {
             "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
             "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
             "ema_generator": self.ema_generator.state_dict() if self.ema_generator else None,
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": {**_rng_state(), "noise": self.noise_rng.get_state()},
+            "rng": self._rng_states(),
             "data": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.batch_in_epoch,
                      "batch_size": self.config.batch_size},
             "fixed_noise": self.fixed_noise.cpu(), "history": self._history_so_far(), "config": self.config.to_dict(),
             "best_fid": self.best_fid,
         }
+
+    def _rng_states(self) -> dict:
+        """The global RNG states (rank 0's), the noise RNG's, and under torchrun every rank's, for an exact resume."""
+        device = self.device if self.group.active else None
+        states = {**_rng_state(device), "noise": self.noise_rng.get_state(), "augment": self.augment_rng.get_state()}
+        if self.group.active:
+            states["ranks"] = distributed.gather(_rng_state(device), self.group)
+        return states
 
     def _history_so_far(self) -> dict:
         """A copy of the history with every batch trained so far, the stats still on the device included."""
@@ -239,16 +333,40 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        _set_rng_state(self._own_rng_state(state), self.device)
         self.noise_rng.set_state(state["rng"]["noise"])
+        if "augment" in state["rng"]:  # checkpoints before DiffAugment have none, and made no draws
+            self.augment_rng.set_state(state["rng"]["augment"])
         self.fixed_noise = state["fixed_noise"].to(self.device)
         self.history = state["history"]
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best_fid = state.get("best_fid")
 
-    def save_checkpoint(self) -> Path:
-        """Write the current state atomically under run_dir/checkpoints and prune old ones."""
-        return checkpoint.save_checkpoint(self.state_dict(), self.run_dir, keep=self.config.keep_checkpoints)
+    def _own_rng_state(self, state: dict) -> dict:
+        """This rank's RNG states in `state`; from another number of processes, rank 0's, with a warning."""
+        saved = _saved_world_size(state)
+        if saved != self.group.world_size:
+            if self.group.is_main:
+                warnings.warn(f"this checkpoint was written by {saved} process(es) and resumes on "
+                              f"{self.group.world_size}: training goes on from the same step, data order and noise, "
+                              "but is no longer bit-exact (BatchNorm statistics are per process, and gradients are "
+                              "summed in another order)", stacklevel=5)
+            return state["rng"]
+        return state["rng"]["ranks"][self.group.rank] if self.group.active else state["rng"]
+
+    def save_checkpoint(self, *, best: bool = False) -> Path:
+        """Write the current state atomically under run_dir/checkpoints and prune old ones (best=True: best.pt).
+
+        Under torchrun every rank calls it: rank 0 writes, and all wait until the file is complete.
+        """
+        state = self.state_dict()
+        if self.group.is_main:
+            path = checkpoint.save_checkpoint(state, self.run_dir, keep=self.config.keep_checkpoints, best=best)
+        else:
+            path = runs.best_path(self.run_dir) if best else runs.checkpoint_path(
+                self.run_dir, self.epoch, self.batch_in_epoch)
+        distributed.barrier(self.group)
+        return path
 
     # --- training ----------------------------------------------------------------------------------------
     def _autocast(self):
@@ -259,12 +377,14 @@ class Trainer:
     def train_step(self, real: torch.Tensor) -> torch.Tensor:
         """One D update then one G update; returns (loss_d, loss_g, D(x), D(G(z))) on the device."""
         cfg = self.config
-        z = make_noise(real.size(0), cfg.z_dim, device=self.device, generator=self.noise_rng)
+        # Every process draws the whole batch's noise and takes its rows: the same z as in one process.
+        z = distributed.share_of(make_noise(real.size(0) * self.group.world_size, cfg.z_dim, device=self.device,
+                                            generator=self.noise_rng), self.group)
         # (1) Update D: maximise log D(x) + log(1 - D(G(z))). detach() stops this loss from reaching G.
         with self._autocast():
             fake = self._g_forward(z)
-            real_logits = self._d_forward(real)
-            fake_logits = self._d_forward(fake.detach())
+            real_logits = self._d_forward(self._augment(real))
+            fake_logits = self._d_forward(self._augment(fake.detach()))
             loss_d = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float(), cfg.label_smoothing)
         if cfg.loss == "wgan-gp":
             loss_d = loss_d + cfg.gp_weight * gradient_penalty(self._d_forward, real, fake.float(), self.noise_rng)
@@ -275,7 +395,7 @@ class Trainer:
         # gradients would be thrown away before its next step, so they are not computed.
         self.discriminator.requires_grad_(False)
         with self._autocast():
-            loss_g = generator_loss(cfg.loss, self._d_forward(fake).float())
+            loss_g = generator_loss(cfg.loss, self._d_forward_for_g(self._augment(fake)).float())
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.discriminator.requires_grad_(True)
@@ -287,6 +407,10 @@ class Trainer:
                             torch.sigmoid(real_logits.detach().float()).mean(),
                             torch.sigmoid(fake_logits.detach().float()).mean()])
 
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees of a batch: the images through the run's DiffAugment policy (unchanged without one)."""
+        return diff_augment(images, self.config.augment_policy, self.augment_rng)
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         # Warm-up: early on the average follows G closely, else the first epochs' samples would be a blur.
@@ -297,7 +421,9 @@ class Trainer:
             ema_buffer.copy_(buffer)
 
     def _flush_stats(self) -> None:
-        """Move per-batch stats from the device into history (one sync for many batches)."""
+        """Move per-batch stats from the device into history (one sync for many batches), averaged over ranks."""
+        if self.group.active and self._pending:
+            self._pending = list(distributed.mean(torch.stack(self._pending), self.group))
         _append_stats(self.history["batch"], self._pending, self.step)
         self._pending.clear()
 
@@ -306,6 +432,7 @@ class Trainer:
         target = self.config.epochs if epochs is None else epochs
         if self.epoch >= target:
             self.log(f"Already trained {self.epoch} epochs (target {target}); raise epochs to train more.")
+        self._hold_lock()
         try:
             while self.epoch < target:
                 self._train_epoch(target)
@@ -314,6 +441,8 @@ class Trainer:
         except KeyboardInterrupt:
             self.log(self.interrupted_advice())
             raise
+        finally:
+            self._lock.release()
         return self.history
 
     def interrupted_advice(self) -> str:
@@ -352,8 +481,10 @@ class Trainer:
     def _mid_epoch_save_due(self, last_save: float) -> bool:
         """checkpoint_minutes have passed since the last save, and the epoch's own checkpoint is not next."""
         minutes = self.config.checkpoint_minutes
-        return bool(minutes) and time.monotonic() - last_save >= 60 * minutes \
-            and self.batch_in_epoch < len(self.loader)
+        if not minutes or (self.group.active and self.batch_in_epoch % DISPLAY_EVERY):
+            return False  # under torchrun the ranks agree every DISPLAY_EVERY batches, on rank 0's clock
+        due = time.monotonic() - last_save >= 60 * minutes and self.batch_in_epoch < len(self.loader)
+        return bool(distributed.broadcast(due, self.group))
 
     def _postfix(self) -> dict:
         batch = self.history["batch"]
@@ -363,11 +494,15 @@ class Trainer:
     def _end_epoch(self, seconds: float) -> None:
         self.epoch += 1
         self.batch_in_epoch = 0
-        fid = self.evaluate_fid() if self._fid_due() else None
+        # FID and samples on rank 0; every rank records the FID, as the best-checkpoint save needs them all.
+        fid = distributed.broadcast(self.evaluate_fid() if self._fid_due() and self.group.is_main else None,
+                                    self.group)
         self._record_epoch(seconds, fid)
-        self.save_samples()
-        self.save_checkpoint()
+        if self.group.is_main:
+            self.save_samples()
+        # best.pt first, so that the epoch's checkpoint carries this epoch's best FID to a resumed run.
         self._keep_best(fid)
+        self.save_checkpoint()
         self._log_tensorboard()
 
     def _fid_due(self) -> bool:
@@ -386,7 +521,7 @@ class Trainer:
         """Save best.pt when this epoch's FID is the lowest so far (ties go to the newer epoch)."""
         if fid is not None and (self.best_fid is None or fid <= self.best_fid):
             self.best_fid = fid
-            checkpoint.save_checkpoint(self.state_dict(), self.run_dir, best=True)
+            self.save_checkpoint(best=True)
 
     def _log_tensorboard(self) -> None:
         if self._writer is None:
@@ -408,10 +543,30 @@ class Trainer:
         return generate(self.sampling_generator, self.fixed_noise if noise is None else noise)
 
     def evaluate_fid(self) -> float:
-        """Offline FID of `fid_samples` images from fixed noise against the held-out mnist-5k digits."""
-        noise = make_noise(self.config.fid_samples, self.config.z_dim,
-                           generator=torch.Generator().manual_seed(self.config.seed + 3))
-        return metrics.offline_fid(self.sample(noise), reference=metrics.real_reference()).fid
+        """FID of `fid_samples` images from seeded noise.
+
+        Digits: offline FID (the shipped MNIST classifier) against the held-out mnist-5k digits. Any other data set:
+        the standard FID (pytorch-fid's Inception) against as many of the run's own training images.
+        """
+        cfg = self.config
+        noise = make_noise(cfg.fid_samples, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 3))
+        fakes = self.sample(noise)
+        if cfg.offline_fid:
+            return metrics.offline_fid(fakes, reference=metrics.real_reference()).fid
+        network, real = self._standard_fid_reference()
+        fake = metrics.feature_statistics(metrics.inception_features(fakes, network))
+        return metrics.frechet_distance(*fake, real.mu, real.sigma)
+
+    def _standard_fid_reference(self) -> tuple[torch.nn.Module, metrics.RealReference]:
+        """The FID network and the statistics of `fid_samples` training images (the first of epoch 0's order)."""
+        if self._fid_reference is None:
+            network = metrics.load_inception(self.device)
+            indices = self.loader.order(0)[: self.config.fid_samples].tolist()
+            reals = torch.stack([self.loader.dataset[i] for i in indices])
+            mu, sigma = metrics.feature_statistics(metrics.inception_features(reals, network))
+            self._fid_reference = network, metrics.RealReference(mu, sigma, len(indices), "training images",
+                                                                 metrics.FID_NETWORK)
+        return self._fid_reference
 
     def save_samples(self) -> Path:
         """The fixed-noise grid of the epoch just completed, as samples/epoch_NNNN.png."""

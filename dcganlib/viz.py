@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from . import runs
+from .directions import Direction, direction_sweeps
 from .images import image_grid, save_grid
 from .models import generate
 
@@ -160,3 +161,28 @@ def write_report(
     if runs.frames(run_dir):
         paths["progress"] = make_gif(run_dir)
     return paths
+
+
+def plot_directions(
+    generator: Callable[[Tensor], Tensor],
+    directions: Sequence[Direction],
+    z: Tensor,
+    offsets: Sequence[float] = (-3, -2, -1, 0, 1, 2, 3),
+    path: str | Path | None = None,
+) -> Figure:
+    """One row per latent direction: the image of z moved by each offset along it, the row named by its label."""
+    images = direction_sweeps(generator, z, directions, offsets)
+    columns = len(offsets)
+    fig, axes = plt.subplots(len(directions), 1, figsize=(0.9 * columns + 1.6, 0.9 * len(directions) + 0.4),
+                             squeeze=False)
+    for row, (ax, direction) in enumerate(zip(axes[:, 0], directions, strict=True)):
+        show_images(images[row * columns : (row + 1) * columns], nrow=columns, ax=ax)
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(direction.label, rotation=0, ha="right", va="center")
+    tick_centres = (np.arange(columns) + 0.5) * images.shape[-1] + np.arange(columns) * 2 + 2
+    axes[-1, 0].set_xticks(tick_centres, [f"{offset:+g}" for offset in offsets])
+    axes[-1, 0].set_xlabel("offset along the direction")
+    fig.tight_layout(h_pad=0.2)
+    return _finish(fig, path)

@@ -2,9 +2,13 @@
 
 `python tests/child_processes.py hang-in-fsync RUN_DIR` saves the checkpoint of epoch 1, then starts epoch 2's
 save, prints `SAVING` once its data is written and hangs in the fsync before the rename (test_checkpoint).
-`python tests/child_processes.py train RUN_DIR PAUSE_AT CONFIG_YAML` trains in RUN_DIR, printing `EPOCH n` after each
-epoch; the save of epoch PAUSE_AT prints `SAVING` after writing its temp file and hangs there (test_faults).
-Imported, `command` and `environment` start either with this checkout's dcganlib, installed or not.
+`python tests/child_processes.py train RUN_DIR PAUSE_AT CONFIG_YAML [--pause-in-epoch E]` trains in RUN_DIR, printing
+`EPOCH n` after each epoch; the save of epoch PAUSE_AT prints `SAVING` after writing its temp file and hangs there, and
+`--pause-in-epoch E` prints `PAUSED` halfway through epoch E and hangs there (test_faults).
+`python tests/child_processes.py silent` prints nothing and hangs: the case a line reader's deadline must catch.
+A hang is a read of stdin: it lasts until the parent kills the child or closes the pipe, never a guessed number of
+seconds. Imported, `start` runs one of these under a reader whose waits have hard deadlines (benchmarks/child_run's
+`Child`), and `command` and `environment` start either with this checkout's dcganlib, installed or not.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -33,6 +36,22 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
+def start(*args: str):
+    """This file run as a child with args, its output read by a thread: `wait_for(line, timeout)` raises at the
+    deadline even when the child prints nothing, and kills it."""
+    if str(REPO) not in sys.path:  # benchmarks/ is a folder of scripts, not an installed package
+        sys.path.insert(0, str(REPO))
+    from benchmarks.child_run import Child  # here: the child side of this file must not import the Trainer
+
+    return Child(command(*args), cwd=REPO, env=environment())
+
+
+def _hang() -> None:
+    """Block until the parent kills this process (or closes stdin, which ends it with an error)."""
+    sys.stdin.read()
+    sys.exit("the parent closed stdin instead of killing this process")
+
+
 # --- child side --------------------------------------------------------------------------------------------
 def _tiny_state(epoch: int) -> dict:
     return {"epoch": epoch, "generator": {"w": torch.full((64,), float(epoch))}, "discriminator": {},
@@ -45,14 +64,15 @@ def hang_in_fsync(run_dir: str) -> None:
 
     def hang(fd: int) -> None:
         print("SAVING", flush=True)
-        time.sleep(30)
+        _hang()
 
     checkpoint.os.fsync = hang
     checkpoint.save_checkpoint(_tiny_state(2), run_dir)
 
 
-def train(run_dir: str, pause_at: int, config_path: str) -> None:
-    """Trains from the config; the save of epoch pause_at hangs after its temp file is written (-1: never)."""
+def train(run_dir: str, pause_at: int, config_path: str, pause_in_epoch: int = 0) -> None:
+    """Trains from the config; the save of epoch pause_at hangs after its temp file is written (-1: never), and
+    halfway through epoch pause_in_epoch (1-based; 0: never) the training hangs."""
     from dcganlib.config import Config  # here, so that test_checkpoint's import of this file needs no Trainer
     from dcganlib.train import Trainer
 
@@ -62,10 +82,19 @@ def train(run_dir: str, pause_at: int, config_path: str) -> None:
         real_save(obj, file, *args, **kwargs)
         if isinstance(obj, dict) and obj.get("epoch") == pause_at:
             print("SAVING", flush=True)
-            time.sleep(600)
+            _hang()
 
     checkpoint.torch.save = save_then_hang
     trainer = Trainer(Config.load_yaml(config_path), run_dir, progress=False)
+    step, halfway = trainer.train_step, len(trainer.loader) // 2
+
+    def train_step(real: torch.Tensor) -> torch.Tensor:
+        if trainer.epoch + 1 == pause_in_epoch and trainer.batch_in_epoch == halfway:
+            print("PAUSED", flush=True)  # that half epoch is trained, and not saved
+            _hang()
+        return step(real)
+
+    trainer.train_step = train_step
     trainer.fit(on_epoch_end=lambda t: print(f"EPOCH {t.epoch}", flush=True))
 
 
@@ -78,11 +107,15 @@ def main(argv: list[str] | None = None) -> None:
     training.add_argument("run_dir")
     training.add_argument("pause_at", type=int, help="the epoch whose save hangs (-1: none)")
     training.add_argument("config", help="config YAML")
+    training.add_argument("--pause-in-epoch", type=int, default=0, help="hang halfway through this epoch")
+    commands.add_parser("silent", help="print nothing and hang")
     args = parser.parse_args(argv)
     if args.command == "hang-in-fsync":
         hang_in_fsync(args.run_dir)
+    elif args.command == "silent":
+        _hang()
     else:
-        train(args.run_dir, args.pause_at, args.config)
+        train(args.run_dir, args.pause_at, args.config, args.pause_in_epoch)
 
 
 if __name__ == "__main__":

@@ -72,22 +72,38 @@ def quality():
     return importlib.import_module("benchmarks.quality")
 
 
-def test_quality_comparison_runs_both_loops(quality):
-    row = quality.compare("mnist28", epochs=1, g_features=8, d_features=8, batch_size=500)
-    for name in ("reference", "library", "library_equal_time"):
-        assert row[name]["fid"] > 0 and row[name]["n_fake"] == quality.SAMPLES and row[name]["n_real"] == 1000
-        assert 1 <= row[name]["classes"] <= 10
-    assert row["library_equal_time"]["epochs"] >= 1
-    assert row["ratio_equal_epochs"] == pytest.approx(row["library"]["fid"] / row["reference"]["fid"], rel=1e-2)
+def test_quality_comparison_runs_both_loops_over_seeds(quality, tmp_path, monkeypatch):
+    monkeypatch.setattr(quality, "SAMPLES", 200)
+    row = quality.compare("mnist28", epochs=2, seeds=(0, 1), variants=("no EMA",), g_features=8, d_features=8,
+                          batch_size=500)
+    assert set(row["curves"]) == {"reference", "no EMA"}
+    for name, runs in row["curves"].items():
+        assert len(runs) == 2, f"{name}: one curve per seed"
+        for curve in runs:
+            assert [p["epoch"] for p in curve[:2]] == [1, 2]
+            assert all(p["fid"] > 0 and p["n_fake"] == quality.SAMPLES and 1 <= p["classes"] <= 10 for p in curve)
+            assert all(a["seconds"] < b["seconds"] for a, b in zip(curve, curve[1:], strict=False))
+    # dcganlib keeps training until it has had at least each reference run's time.
+    for reference, library in zip(row["curves"]["reference"], row["curves"]["no EMA"], strict=True):
+        assert library[-1]["seconds"] >= reference[-1]["seconds"]
+    summary = row["summary"]
+    fids = [curve[1]["fid"] for curve in row["curves"]["no EMA"]]
+    assert summary["no EMA"]["fid"] == {"median": round(sum(fids) / 2, 2), "min": min(fids), "max": max(fids)}
+    assert summary["reference"]["ratio_equal_epochs"] == 1.0
+    assert summary["no EMA"]["ratio_equal_epochs"] == pytest.approx(
+        summary["no EMA"]["fid"]["median"] / summary["reference"]["fid"]["median"], abs=1e-3)
     report = {"machine": {"cpu": "test cpu", "cores": 2, "torch": "x"}, "floor": quality.floor(), "rows": [row]}
     assert report["floor"]["train_4000"]["fid"] < report["floor"]["train_1000"]["fid"] < 20
     text = quality.markdown(report)
-    assert "| mnist28 | 1 |" in text and "Real-vs-real floor" in text
+    assert "| mnist28 | 2 | 2 | no EMA |" in text and "Real-vs-real floor" in text
+    assert quality.plot(report, tmp_path / "quality.png").stat().st_size > 0
 
 
-def test_precision_check_reports_both_paths(quality):
-    check = quality.precision_check("mnist28", 1, seeds=(0,), g_features=8, d_features=8, batch_size=500)
-    assert len(check["fast"]) == len(check["fp32"]) == 1 and all(f > 0 for f in check["fast"] + check["fp32"])
+def test_at_time_takes_the_newest_point_trained_within_the_time(quality):
+    curve = [{"epoch": 1, "seconds": 2.0}, {"epoch": 2, "seconds": 4.0}, {"epoch": 3, "seconds": 6.0}]
+    assert quality.at_time(curve, 5.9)["epoch"] == 2
+    assert quality.at_time(curve, 6.0)["epoch"] == 3
+    assert quality.at_time(curve, 1.0)["epoch"] == 1
 
 
 def run_gpu_check(out: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:

@@ -2,36 +2,56 @@
 
 Needs tools/install_browser.sh (Chromium from apt, Voilà and Playwright from pip); fails, never skips, without them.
 DCGANLIB_BROWSER_GENERATOR picks the generator file (default: the shipped one); DCGANLIB_WRITE_FIGS=1 also
-writes figs/latent_sliders.png; DCGANLIB_BROWSER_BREAK=1 detaches the page's render callback, which must fail.
+writes figs/latent_sliders.png and figs/slider_latency.json (the time from a slider move to the new image in the
+page, p50 and p95, reported in the README); DCGANLIB_BROWSER_BREAK=1 detaches the page's render callback, which
+must fail.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
+import platform
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from browser_session import Watchdog, chromium_tab, require_tools, voila_server, watchdog
 from PIL import Image
 
+from dcganlib import directions
+from dcganlib.latent import noise_for_seed
+from dcganlib.metrics import classifier_probabilities
 from dcganlib.pretrained import SHIPPED_GENERATOR, load_generator
 from dcganlib.sliders import latent_sliders
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = Path(__file__).resolve().parent / "browser" / "latent_sliders.ipynb"
 FIGURE = ROOT / "figs" / "latent_sliders.png"
+LATENCY = ROOT / "figs" / "slider_latency.json"
 # Past this the watchdog kills the server and the browser, so a hang fails the test instead of blocking CI.
-TEST_TIMEOUT_S = 110
+TEST_TIMEOUT_S = 150
 PAGE_LOAD_MS = 60_000  # the kernel imports torch and loads the generator before the widget appears
 UPDATE_S = 10  # one slider move is one kernel round trip and a forward pass of milliseconds
 # Mean absolute difference of 0-255 RGB values: the same PNG shown again is ~0; a full move of one
 # direction slider changes a few units (pixels change a lot, but only where strokes move).
 SAME_MAX = 0.25
 CHANGED_MIN = 1.0
+MOVES = 24  # slider moves timed from key press to image load
+# Between timed moves: the front end holds a new value until the kernel reports idle after the last one, so moves
+# sent back to back also time that wait (~60 ms a move here, where a lone move takes ~30).
+PAUSE_MS = 250
+# Page-side clocks: every key press, and every load of a new image into the widget's <img>.
+LISTEN = """() => {
+  window.dcganTimes = {keys: [], loads: []};
+  document.addEventListener("keydown", () => window.dcganTimes.keys.push(performance.now()), true);
+  document.querySelector("img.dcgan-latent-image")
+    .addEventListener("load", () => window.dcganTimes.loads.push(performance.now()));
+}"""
 
 
 def _generator_path() -> Path:
@@ -114,16 +134,44 @@ def _press(page, description: str, key: str, times: int = 1) -> str:
     return slider.locator(".widget-readout").inner_text()
 
 
-def _reference_images(generator_path: Path) -> dict[str, np.ndarray]:
-    """The widget's own PNGs for the states the test visits, made in this process by the same call."""
-    explorer = latent_sliders(load_generator(generator_path))
+def _page_explorer(generator_path: Path):
+    """The explorer the page builds: notebook 05's directions and call, on the same generator."""
+    generator = load_generator(generator_path)
+    named = directions.principal_directions(generator, 4)
+    towards = directions.class_directions(generator, [0, 1, 7])
+    return generator, latent_sliders(generator, directions=named + towards)
+
+
+def _digit_probability(image: np.ndarray, digit: int) -> float:
+    """The shipped classifier's probability that an RGB 0-255 image shows `digit`."""
+    grey = torch.from_numpy(image.mean(axis=2)).float().div(127.5).sub(1)
+    return classifier_probabilities(grey[None, None])[0, digit].item()
+
+
+def _reference(generator_path: Path) -> tuple[dict[str, np.ndarray], list[str], list[float]]:
+    """The widget's own PNGs for the states the test visits, its slider labels, and its render times in ms."""
+    generator, explorer = _page_explorer(generator_path)
     images = {"seed A": _decode(explorer.image.value)}
-    explorer.direction_sliders[0].value = explorer.direction_sliders[0].max
-    images["dir 1 at max"] = _decode(explorer.image.value)
-    explorer.direction_sliders[0].value = 0.0
+    z_a = noise_for_seed(0, generator.z_dim)
+    render_ms = []
+    for index, name in ((0, "PC1"), (-1, "towards 7")):
+        slider, direction = explorer.direction_sliders[index], explorer.directions[index]
+        started = time.perf_counter()
+        slider.value = slider.max
+        render_ms.append(1000 * (time.perf_counter() - started))
+        images[f"{name} at max"] = _decode(explorer.image.value)
+        # The figure's cell for this direction and offset (notebook 05 sweeps candidate 0, which is seed A's z).
+        figure_cell = directions.direction_sweeps(generator, z_a, [direction], [slider.max])
+        assert torch.equal(explorer.current_images(), figure_cell), f"the slider and the figure disagree on {name}"
+        slider.value = 0.0
     explorer.t_slider.value = 1.0
     images["seed B"] = _decode(explorer.image.value)
-    return images
+    towards_7 = explorer.direction_sliders[-1]
+    for move in range(MOVES):  # the moves the page gets below: Home and End in turn
+        started = time.perf_counter()
+        towards_7.value = towards_7.min if move % 2 == 0 else towards_7.max
+        render_ms.append(1000 * (time.perf_counter() - started))
+    return images, [slider.description for slider in explorer.direction_sliders], render_ms
 
 
 def _assert_shows(shot: np.ndarray, reference: dict[str, np.ndarray], name: str, what: str) -> None:
@@ -131,28 +179,69 @@ def _assert_shows(shot: np.ndarray, reference: dict[str, np.ndarray], name: str,
     assert difference <= SAME_MAX, f"{what}: the rendered image is not {name}'s (difference {difference:.2f})"
 
 
+def _move_to_end(page, image, label: str, start: np.ndarray, reference, tmp_path: Path, name: str) -> np.ndarray:
+    """End on a direction slider: the readout shows the maximum and the page shows that state's image."""
+    readout = _press(page, label, "End")
+    assert readout == "3.00", f"End on the {label!r} handle shows {readout!r}"
+    moved = _wait_for_image(image, lambda shot: _difference(shot, start) > CHANGED_MIN, tmp_path / f"{name}.png")
+    assert _difference(moved, start) > CHANGED_MIN, (
+        f"moving {label!r} to {readout} left the rendered image as it was (difference {_difference(moved, start):.2f})"
+    )
+    _assert_shows(moved, reference, f"{name} at max", f"after End on {label!r}")
+    return moved
+
+
+def _latencies_ms(page, label: str) -> list[float]:
+    """MOVES slider moves (Home and End in turn, PAUSE_MS apart), each timed from key press to image load."""
+    page.evaluate(LISTEN)
+    _slider(page, label).locator(".noUi-handle").focus()
+    latencies = []
+    for move in range(MOVES):
+        loaded = page.evaluate("window.dcganTimes.loads.length")
+        page.keyboard.press("Home" if move % 2 == 0 else "End")
+        page.wait_for_function(f"window.dcganTimes.loads.length > {loaded}")
+        latencies.append(page.evaluate(f"window.dcganTimes.loads[{loaded}] - window.dcganTimes.keys.at(-1)"))
+        page.wait_for_timeout(PAUSE_MS)
+    return latencies
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    return {"p50": round(float(np.percentile(values, 50)), 1), "p95": round(float(np.percentile(values, 95)), 1)}
+
+
 def test_latent_sliders_in_browser(page, tmp_path: Path) -> None:
-    reference = _reference_images(_generator_path())
-    for other in ("dir 1 at max", "seed B"):
+    reference, labels, render_ms = _reference(_generator_path())
+    assert labels[0].startswith("PC1 (") and labels[-1] == "towards 7", labels
+    for other in ("PC1 at max", "towards 7 at max", "seed B"):
         assert _difference(reference["seed A"], reference[other]) > CHANGED_MIN, f"seed A and {other} look alike"
     image = page.locator("img.dcgan-latent-image")
 
     start = _wait_for_image(image, lambda shot: True, tmp_path / "0_start.png")
     _assert_shows(start, reference, "seed A", "on load")
 
-    readout = _press(page, "dir 1", "End")
-    assert readout == "3.00", f"End on the 'dir 1' handle shows {readout!r}"
-    moved = _wait_for_image(image, lambda shot: _difference(shot, start) > CHANGED_MIN, tmp_path / "1_dir1_max.png")
-    assert _difference(moved, start) > CHANGED_MIN, (
-        f"moving 'dir 1' to {readout} left the rendered image as it was (difference {_difference(moved, start):.2f})"
-    )
-    _assert_shows(moved, reference, "dir 1 at max", "after End on 'dir 1'")
+    _move_to_end(page, image, labels[0], start, reference, tmp_path, "PC1")
     if os.environ.get("DCGANLIB_WRITE_FIGS") == "1":
         FIGURE.parent.mkdir(exist_ok=True)
         page.locator(".widget-vbox").first.screenshot(path=FIGURE)
+    readout = _press(page, labels[0], "ArrowLeft", times=50)
+    assert readout == "0.00", f"50 left-arrow presses on {labels[0]!r} show {readout!r}"
+    _wait_for_image(image, lambda shot: _difference(shot, start) <= SAME_MAX, tmp_path / "1_PC1_back.png")
 
-    readout = _press(page, "dir 1", "ArrowLeft", times=50)
-    assert readout == "0.00", f"50 left-arrow presses on 'dir 1' show {readout!r}"
+    # As the figure says: from seed A, "towards 7" at +3 draws a 7, which seed A's digit is not.
+    seven = _move_to_end(page, image, "towards 7", start, reference, tmp_path, "towards 7")
+    before, after = _digit_probability(start, 7), _digit_probability(seven, 7)
+    assert before < 0.5 < after, f"'towards 7' moved p(7) of the shown image from {before:.2f} to {after:.2f}"
+
+    latencies = _latencies_ms(page, "towards 7")
+    timing = {"moves": MOVES, "browser_ms": _percentiles(latencies), "kernel_render_ms": _percentiles(render_ms),
+              "cpu": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+    print(f"slider move -> new image in the page over {MOVES} moves: {timing}")
+    (tmp_path / "latency.json").write_text(json.dumps(timing, indent=2))
+    if os.environ.get("DCGANLIB_WRITE_FIGS") == "1":
+        LATENCY.write_text(json.dumps(timing, indent=2) + "\n")
+    readout = _press(page, "towards 7", "ArrowLeft", times=50)
+    assert readout == "0.00", f"50 left-arrow presses on 'towards 7' show {readout!r}"
+
     for key, end, seed in (("End", "1.00", "seed B"), ("Home", "0.00", "seed A")):
         readout = _press(page, "t (A→B)", key)
         assert readout == end, f"{key} on the 't (A→B)' handle shows {readout!r}"

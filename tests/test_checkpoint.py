@@ -7,7 +7,6 @@ import errno
 import os
 import re
 import signal
-import subprocess
 import time
 from collections import namedtuple
 from pathlib import Path
@@ -350,25 +349,11 @@ def test_stale_temp_files_are_cleaned_only_when_old(tmp_path):
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 def test_process_killed_mid_save_leaves_previous_checkpoint(tmp_path):
     # The child saves epoch 1, then hangs in epoch 2's save with its data written (tests/child_processes.py).
-    proc = subprocess.Popen(
-        child_processes.command("hang-in-fsync", str(tmp_path)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=child_processes.environment(),
-    )
-    output = []
+    child = child_processes.start("hang-in-fsync", str(tmp_path))
     try:
-        for line in proc.stdout:  # ends at EOF if the child dies before saving
-            output.append(line)
-            if line.strip() == "SAVING":
-                break
-        assert output and output[-1].strip() == "SAVING", "".join(output)
-        proc.send_signal(signal.SIGKILL)
+        child.wait_for("SAVING", timeout=120)  # raises at the deadline even if the child falls silent
     finally:
-        proc.kill()
-        proc.wait(timeout=10)
-        proc.stdout.close()
+        child.kill()  # SIGKILL
 
     folder = checkpoint_dir(tmp_path)
     # The kill landed after the new data was written but before the rename.

@@ -99,3 +99,84 @@ def test_dispatch_by_name():
         generator_loss("nope", FAKE)
     with pytest.raises(ValueError, match="unknown loss"):
         discriminator_loss("nope", REAL, FAKE)
+
+
+def test_gradient_penalty_mixes_real_and_fake_with_seeded_weights():
+    # critic(x) = ||x||^2 / 2 has gradient x, so the penalty is the mean of (||x_hat|| - 1)^2 at the mixed points:
+    # it depends on where between real and fake each x_hat lies. The same seeded draw gives alpha by hand.
+    def critic(x):
+        return (x**2).flatten(1).sum(1) / 2
+
+    real = torch.full((4, 2, 3, 3), 1.0)  # ||real|| = sqrt(18) per sample
+    fake = torch.zeros(4, 2, 3, 3) + torch.arange(4.0).view(4, 1, 1, 1) * -0.5
+    alpha = torch.rand(4, 1, 1, 1, generator=torch.Generator().manual_seed(7))
+    mixed = alpha * real + (1 - alpha) * fake
+    expected = ((mixed.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    got = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(7))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    # The penalty at the real points alone, or at the fake points alone, is a different number.
+    for endpoint in (real, fake):
+        assert abs(((endpoint.flatten(1).norm(dim=1) - 1) ** 2).mean().item() - got.item()) > 0.1
+
+
+def test_gradient_penalty_draws_one_weight_per_sample_from_the_given_generator():
+    def critic(x):
+        return (x**2).flatten(1).sum(1) / 2
+
+    real, fake = torch.randn(6, 1, 2, 2), torch.randn(6, 1, 2, 2)
+    first = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(3))
+    assert torch.equal(first, gradient_penalty(critic, real, fake, torch.Generator().manual_seed(3)))
+    assert not torch.equal(first, gradient_penalty(critic, real, fake, torch.Generator().manual_seed(4)))
+    # Per-sample penalties: with a 2-sample batch whose second sample is real == fake, that sample's x_hat is
+    # known whatever its weight, so the first sample's weight is the only unknown.
+    real2 = torch.stack([torch.ones(1, 2, 2), torch.full((1, 2, 2), 0.25)])
+    fake2 = torch.stack([torch.zeros(1, 2, 2), torch.full((1, 2, 2), 0.25)])
+    alpha = torch.rand(2, 1, 1, 1, generator=torch.Generator().manual_seed(5))
+    by_hand = ((2 * alpha[0, 0, 0, 0] - 1) ** 2 + (0.5 - 1) ** 2) / 2  # ||alpha * ones(4)|| = 2 alpha
+    assert gradient_penalty(critic, real2, fake2, torch.Generator().manual_seed(5)).item() == pytest.approx(
+        by_hand.item(), rel=1e-6)
+
+
+def test_gradient_penalty_keeps_the_dtype_and_never_reaches_the_generator():
+    def critic(x):
+        return (x**2).flatten(1).sum(1)
+
+    real = torch.randn(3, 1, 2, 2, dtype=torch.float64)
+    fake = torch.randn(3, 1, 2, 2, dtype=torch.float64, requires_grad=True)
+    penalty = gradient_penalty(critic, real, fake)
+    assert penalty.dtype == torch.float64
+    penalty.backward()
+    assert fake.grad is None  # the fakes are detached: the critic's penalty must not train G
+
+
+def test_label_smoothing_shifts_the_bce_by_the_mean_real_logit():
+    # BCE with target y on logit x is softplus(x) - y x, so lowering the real target by s adds s * mean(x_real).
+    assert (d_bce_loss(REAL, FAKE, 0.2) - d_bce_loss(REAL, FAKE)).item() == pytest.approx(0.2 * REAL.mean().item())
+    assert discriminator_loss("minimax", REAL, FAKE, 0.2) == d_bce_loss(REAL, FAKE, 0.2)
+    assert discriminator_loss("non-saturating", REAL, FAKE, 0.2) == d_bce_loss(REAL, FAKE, 0.2)
+
+
+def test_every_loss_name_routes_to_its_generator_loss():
+    assert generator_loss("non-saturating", FAKE) == g_non_saturating_loss(FAKE)
+    assert generator_loss("minimax", FAKE) == g_minimax_loss(FAKE)
+    assert generator_loss("hinge", FAKE) == g_hinge_loss(FAKE)
+    assert generator_loss("wgan-gp", FAKE) == g_hinge_loss(FAKE)
+    assert discriminator_loss("minimax", REAL, FAKE) == d_bce_loss(REAL, FAKE)
+    with pytest.raises(ValueError, match="unknown loss 'nope'; choose one of non-saturating, minimax, hinge, wgan-gp"):
+        generator_loss("nope", FAKE)
+    with pytest.raises(ValueError, match=r"^unknown loss 'nope'$"):
+        discriminator_loss("nope", REAL, FAKE)
+
+
+def test_gradient_penalty_draws_its_weights_in_the_samples_dtype():
+    # A float64 batch gets float64 weights: the same seeded draw by hand, to float64 precision.
+    def critic(x):
+        return (x**2).flatten(1).sum(1) / 2
+
+    real = torch.randn(5, 1, 3, 3, dtype=torch.float64)
+    fake = torch.randn(5, 1, 3, 3, dtype=torch.float64)
+    alpha = torch.rand(5, 1, 1, 1, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    mixed = alpha * real + (1 - alpha) * fake
+    expected = ((mixed.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    got = gradient_penalty(critic, real, fake, torch.Generator().manual_seed(11))
+    assert got.item() == pytest.approx(expected.item(), rel=1e-13)

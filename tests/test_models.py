@@ -90,3 +90,25 @@ def test_print_shapes_follows_each_stage(capsys):
     assert lines[-1].split()[0] == "Tanh" and len(lines) == 1 + len(generator.net)
     print_shapes(discriminator.net, torch.zeros(2, 1, 28, 28))
     assert capsys.readouterr().out.splitlines()[-1].split() == ["Conv2d", "(2,", "1,", "1,", "1)"]
+
+
+@pytest.mark.parametrize("image_size", [28, 32])
+def test_spectral_norm_bounds_every_convolution_of_d(image_size):
+    torch.manual_seed(0)
+    plain = Discriminator(1, 16, image_size)
+    torch.manual_seed(0)
+    normed = Discriminator(1, 16, image_size, spectral_norm=True)
+    normed.apply(init_weights)
+    convs = [m for m in normed.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == len([m for m in plain.modules() if isinstance(m, nn.Conv2d)])
+    for conv in convs:
+        original = conv.parametrizations.weight.original
+        assert abs(original.std().item() - 0.02) < 0.005, "init_weights missed the stored (original) weight"
+    x = torch.randn(8, 1, image_size, image_size)
+    for _ in range(30):  # each training-mode forward runs one power iteration per layer
+        normed(x)
+    for conv in convs:
+        largest = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2).item()
+        assert largest == pytest.approx(1.0, abs=0.02), f"a convolution's largest singular value is {largest:.3f}"
+    assert normed.eval()(x).shape == (8,)
+    assert not any("parametrizations" in key for key in plain.state_dict())

@@ -20,7 +20,8 @@ from PIL import Image
 from tiny_generator import Z_DIM, reference
 
 from dcganlib import colab
-from dcganlib.latent import latent_directions, noise_for_seed
+from dcganlib.directions import Direction, principal_directions
+from dcganlib.latent import noise_for_seed
 from dcganlib.pretrained import load_generator
 from dcganlib.sliders import latent_sliders
 
@@ -30,16 +31,25 @@ KERNEL_START_S = 90
 KERNEL_REPLY_S = 120  # the first cell imports torch and loads the generator on a shared, busy CPU
 
 
+def _orthonormal(z_dim: int, k: int) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(z_dim, k, generator=torch.Generator().manual_seed(0)))
+    return q.T.contiguous()
+
+
+DIRECTIONS = [Direction(vector, label) for vector, label in zip(_orthonormal(Z_DIM, 3), ["PC1 (30%)", "PC2 (20%)",
+                                                                                           "towards 7"], strict=True)]
+
+
 @pytest.fixture
 def explorer(gen):
-    return latent_sliders(gen, n_directions=3, seeds=(0, 1), scale=2.0, image_size_px=64)
+    return latent_sliders(gen, directions=DIRECTIONS, seeds=(0, 1), scale=2.0, image_size_px=64)
 
 
 def test_widget_renders_a_png_of_the_requested_size(explorer):
     png = bytes(explorer.image.value)
     assert png.startswith(b"\x89PNG")
     assert Image.open(io.BytesIO(png)).size == (64, 64)
-    assert [s.description for s in explorer.direction_sliders] == ["dir 1", "dir 2", "dir 3"]
+    assert [s.description for s in explorer.direction_sliders] == ["PC1 (30%)", "PC2 (20%)", "towards 7"]
     assert all(s.min == -2.0 and s.max == 2.0 for s in explorer.direction_sliders)
     assert WIDGET_VIEW in explorer._repr_mimebundle_()
 
@@ -48,9 +58,13 @@ def test_direction_slider_changes_image_and_back_restores_it(explorer, gen):
     original = explorer.image.value
     explorer.direction_sliders[1].value = 1.5
     assert explorer.image.value != original
-    expected = noise_for_seed(0, Z_DIM) + 1.5 * latent_directions(Z_DIM, 3)[1].view(1, -1, 1, 1)
+    expected = noise_for_seed(0, Z_DIM) + 1.5 * DIRECTIONS[1].vector.view(1, -1, 1, 1)
+    torch.testing.assert_close(explorer.current_latent(), expected)
+    explorer.direction_sliders[2].value = -0.5
+    expected = expected - 0.5 * DIRECTIONS[2].vector.view(1, -1, 1, 1)
     torch.testing.assert_close(explorer.current_latent(), expected)
     explorer.direction_sliders[1].value = 0.0
+    explorer.direction_sliders[2].value = 0.0
     assert explorer.image.value == original
     assert gen.training
 
@@ -63,7 +77,7 @@ def test_t_slider_endpoints_are_exactly_the_seeds(explorer, gen):
         seed_a_png = explorer.image.value
         explorer.t_slider.value = 1.0
         assert torch.equal(explorer.current_images(), reference(gen, noise_for_seed(1, Z_DIM)))
-        alone = latent_sliders(gen, n_directions=3, seeds=(1, 0), image_size_px=64)
+        alone = latent_sliders(gen, directions=DIRECTIONS, seeds=(1, 0), image_size_px=64)
         assert explorer.image.value == alone.image.value
         assert seed_a_png != alone.image.value
 
@@ -89,6 +103,17 @@ def test_method_changes_midpoint_but_not_endpoints(explorer):
 def test_latent_sliders_needs_a_latent_size():
     with pytest.raises(ValueError, match="z_dim"):
         latent_sliders(lambda z: z)
+
+
+def test_default_sliders_are_the_generators_principal_directions():
+    generator = load_generator()
+    explorer = latent_sliders(generator, image_size_px=64)
+    expected = principal_directions(generator)
+    assert [s.description for s in explorer.direction_sliders] == [d.label for d in expected]
+    assert [s.description[:3] for s in explorer.direction_sliders] == ["PC1", "PC2", "PC3", "PC4"]
+    explorer.direction_sliders[0].value = 2.0
+    torch.testing.assert_close(explorer.current_latent(),
+                               noise_for_seed(0, generator.z_dim) + 2.0 * expected[0].vector.view(1, -1, 1, 1))
 
 
 # Colab's widget manager -----------------------------------------------------------------------------------
@@ -127,12 +152,12 @@ def test_outside_colab_the_widget_manager_is_left_alone():
 
 
 def test_latent_sliders_asks_for_the_manager_its_ipywidgets_needs(fake_colab, gen, monkeypatch):
-    latent_sliders(gen, n_directions=2)
+    latent_sliders(gen, directions=DIRECTIONS)
     expected = ["enabled"] if int(ipywidgets.__version__.split(".")[0]) >= 8 else []
     assert fake_colab == expected
     fake_colab.clear()
     monkeypatch.setattr(ipywidgets, "__version__", "7.7.1")
-    latent_sliders(gen, n_directions=2)
+    latent_sliders(gen, directions=DIRECTIONS)
     assert fake_colab == []
 
 
@@ -146,7 +171,7 @@ from dcganlib.sliders import latent_sliders
 explorer = latent_sliders(load_generator())
 print(json.dumps({"version": ipywidgets.__version__, "file": ipywidgets.__file__, "prefix": sys.prefix,
                   "box": explorer.widget.model_id,
-                  "dir 1": explorer.direction_sliders[0].model_id, "t": explorer.t_slider.model_id}))
+                  "PC1": explorer.direction_sliders[0].model_id, "t": explorer.t_slider.model_id}))
 """
 
 
@@ -209,7 +234,7 @@ def _in_process_reference() -> dict[str, bytes]:
     explorer = latent_sliders(load_generator())
     images = {"seed A": explorer.image.value}
     explorer.direction_sliders[0].value = explorer.direction_sliders[0].max
-    images["dir 1 at max"] = explorer.image.value
+    images["PC1 at max"] = explorer.image.value
     explorer.direction_sliders[0].value = 0.0
     explorer.t_slider.value = 1.0
     images["seed B"] = explorer.image.value
@@ -242,7 +267,7 @@ def test_sliders_in_a_kernel(ipywidgets_version, kernel_env):
         assert len(shown) == 1 and WIDGET_VIEW in shown[0], f"displaying the explorer gave {shown}, not a widget view"
         assert shown[0][WIDGET_VIEW]["model_id"] == ids["box"]
 
-        for comm_id, value, name in ((ids["dir 1"], 3.0, "dir 1 at max"), (ids["dir 1"], 0.0, "seed A"),
+        for comm_id, value, name in ((ids["PC1"], 3.0, "PC1 at max"), (ids["PC1"], 0.0, "seed A"),
                                      (ids["t"], 1.0, "seed B")):
             before = len(session.images)
             session.move(comm_id, value)

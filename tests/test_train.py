@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from state_compare import train_batches
 
 from dcganlib import checkpoint
 from dcganlib.config import Config
@@ -93,11 +94,7 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path):
     # Stop 4 batches into the second epoch, as a disconnect would, after a mid-epoch save.
     interrupted = make_trainer(tmp_path / "split", tiny_config(epochs=2))
     interrupted.fit(epochs=1)
-    batches = interrupted.loader.epoch(1)
-    for _ in range(4):
-        interrupted._pending.append(interrupted.train_step(next(batches)))
-        interrupted.step += 1
-        interrupted.batch_in_epoch += 1
+    train_batches(interrupted, epoch=1, count=4)
     path = interrupted.save_checkpoint()
     assert path.name == "ckpt_epoch_0001_batch_000004.pt"
 

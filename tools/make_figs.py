@@ -1,8 +1,10 @@
-"""Regenerate figs/ from a real training run: `python tools/make_figs.py [--run-dir DIR] [--epochs N]`.
+"""Regenerate figs/ from a real training run: `python tools/make_figs.py [--run-dir DIR] [--epochs N] [--only W]`.
 
 Trains (or resumes) the demo preset on mnist-5k with FID every epoch, then writes the sample grid, loss and
 D-output curves, the progress GIF, lerp vs slerp interpolation grids, a vector-arithmetic grid and FID over
-epochs into figs/, plus figs/run.json with the facts the README's captions quote.
+epochs into figs/, plus figs/run.json with the facts the README's captions quote. It also draws the named latent
+directions of the shipped generator (the one notebook 05 and the sliders use by default) as figs/directions.png;
+`--only directions` draws just that, without training.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from dcganlib import Config, Trainer
+from dcganlib import Config, Trainer, directions
 from dcganlib.latent import interpolation_grid, noise_for_seed, vector_arithmetic
 from dcganlib.metrics import classifier_probabilities
 from dcganlib.models import generate
-from dcganlib.viz import make_gif, plot_d_outputs, plot_losses, plot_metric, save_grid
+from dcganlib.pretrained import load_generator
+from dcganlib.viz import make_gif, plot_d_outputs, plot_directions, plot_losses, plot_metric, save_grid
 
 FIGS = Path(__file__).resolve().parents[1] / "figs"
 
@@ -31,12 +34,24 @@ def digit_latents(generator, z_dim: int, digit: int, count: int, pool: int = 200
     return noise[probabilities[:, digit].topk(count).indices]
 
 
+def directions_figure() -> None:
+    """Notebook 05's directions (4 principal, towards 0, 1 and 7) of the shipped generator, swept from seed 0."""
+    generator = load_generator()
+    found = directions.principal_directions(generator, 4) + directions.class_directions(generator, [0, 1, 7])
+    plot_directions(generator, found, noise_for_seed(0, generator.z_dim), path=FIGS / "directions.png")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir", default="runs/figs")
-    parser.add_argument("--preset", default="mnist32")
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--only", choices=["directions"], help="draw only these figures, without training")
     args = parser.parse_args(argv)
+    FIGS.mkdir(exist_ok=True)
+    directions_figure()
+    if args.only:
+        return
 
     config = Config.from_preset(args.preset, dataset="mnist-5k", epochs=args.epochs, fid_every=1)
     trainer = Trainer(config, args.run_dir)
@@ -45,7 +60,6 @@ def main(argv=None) -> None:
     seconds = time.monotonic() - started
     history, generator, z_dim = trainer.history, trainer.sampling_generator, config.z_dim
 
-    FIGS.mkdir(exist_ok=True)
     save_grid(trainer.sample(), FIGS / "samples.png")
     plot_losses(history, FIGS / "losses.png")
     plot_d_outputs(history, FIGS / "d_outputs.png")

@@ -1,0 +1,120 @@
+"""Resume restores the whole state, not just the weights: every key of the checkpoint, compared bit for bit.
+
+Compared: both networks and the EMA generator, both optimisers, the GradScaler, the fixed noise, the noise RNG,
+the global Python/NumPy/torch RNGs, `epoch`, `batch_in_epoch`, `step`, `best_fid` and the history.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from state_compare import assert_same_state, count_tensors, differences, state_keys, train_batches
+
+from dcganlib import checkpoint
+from dcganlib.config import Config
+from dcganlib.train import Trainer
+
+TINY = {"g_features": 8, "d_features": 8, "batch_size": 500, "sample_count": 16, "ema_decay": 0.9}
+
+
+def tiny_config(**overrides) -> Config:
+    return Config.from_preset("mnist28", **{**TINY, **overrides})
+
+
+def make_trainer(run_dir, config: Config) -> Trainer:
+    return Trainer(config, run_dir, progress=False, log=lambda message: None)
+
+
+def seed_everything() -> None:
+    """What a notebook's first cell does; the Trainer seeds torch itself but leaves Python's and NumPy's RNGs."""
+    random.seed(0)
+    np.random.seed(0)
+
+
+def draw_from_the_global_rngs(trainer: Trainer) -> None:
+    """Make every train step use the global RNGs too, as a dropout layer or an augmentation would."""
+    step = trainer.train_step
+
+    def train_step(real: torch.Tensor) -> torch.Tensor:
+        torch.rand(3)
+        random.random()
+        np.random.rand(2)
+        return step(real)
+
+    trainer.train_step = train_step
+
+
+def test_the_comparison_names_what_differs():
+    a = {"rng": {"torch": torch.zeros(4, dtype=torch.uint8), "python": (3, (1, 2), None)}, "best_fid": 1.5,
+         "fixed_noise": torch.zeros(2)}
+    b = {"rng": {"torch": torch.ones(4, dtype=torch.uint8), "python": (3, (1, 2), None)}, "best_fid": 2.5,
+         "fixed_noise": torch.zeros(2, dtype=torch.float64)}
+    assert differences(a, b) == ["rng.torch", "best_fid", "fixed_noise"]
+    assert differences(a, a) == [] and count_tensors(a) == 2
+    with pytest.raises(AssertionError, match="rng.torch, best_fid, fixed_noise"):
+        assert_same_state(a, b)
+
+
+def run_straight_and_split(tmp_path, **overrides) -> tuple[Trainer, dict, Trainer]:
+    """A 2-epoch run, and the same run stopped after epoch 1 and resumed in a fresh Trainer."""
+    seed_everything()
+    straight = make_trainer(tmp_path / "straight", tiny_config(epochs=2, **overrides))
+    draw_from_the_global_rngs(straight)
+    straight.fit()
+    expected = straight.state_dict()  # now: the global RNG states are read at this moment
+
+    seed_everything()
+    first_half = make_trainer(tmp_path / "split", tiny_config(epochs=1, **overrides))
+    draw_from_the_global_rngs(first_half)
+    first_half.fit()
+    random.seed(99)  # whatever ran between the sessions: resume must restore the RNGs, not inherit them
+    np.random.seed(99)
+    torch.manual_seed(99)
+    resumed = make_trainer(tmp_path / "split", tiny_config(epochs=2, **overrides))
+    draw_from_the_global_rngs(resumed)
+    resumed.fit()
+    return straight, expected, resumed
+
+
+def test_resumed_run_ends_in_the_uninterrupted_runs_state(tmp_path):
+    straight, expected, resumed = run_straight_and_split(tmp_path)
+    assert expected["ema_generator"] is not None
+    assert_same_state(expected, resumed.state_dict())
+    # The newest checkpoint files agree too, key by key.
+    newest = [checkpoint.latest_checkpoint(tmp_path / name) for name in ("straight", "split")]
+    assert_same_state(*(checkpoint.load_checkpoint(path) for path in newest))
+
+
+def test_best_fid_survives_a_resume_at_an_epoch_boundary(tmp_path):
+    straight, expected, resumed = run_straight_and_split(tmp_path, fid_every=1, fid_samples=200)
+    first_fid = straight.history["epoch"]["fid"][0]
+    assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "split"))["best_fid"] == first_fid
+    assert resumed.best_fid == expected["best_fid"] == min(straight.history["epoch"]["fid"])
+
+
+def test_loading_a_mid_epoch_checkpoint_restores_every_key(tmp_path):
+    config = tiny_config(epochs=2)
+    interrupted = make_trainer(tmp_path, config)
+    interrupted.fit(epochs=1)
+    train_batches(interrupted, epoch=1, count=4)
+    # Values a fresh Trainer of this config would not make by itself, so that only a restore can bring them back.
+    interrupted.best_fid = 3.25
+    interrupted.fixed_noise = torch.randn_like(interrupted.fixed_noise)
+    torch.rand(5)
+    random.random()
+    np.random.rand(1)
+    saved_state = interrupted.state_dict()
+    path = interrupted.save_checkpoint()
+
+    torch.manual_seed(123)
+    random.seed(123)
+    np.random.seed(123)
+    resumed = make_trainer(tmp_path, config)
+    assert (resumed.epoch, resumed.batch_in_epoch, resumed.step) == (1, 4, 14)
+    restored = resumed.state_dict()
+    assert_same_state(saved_state, restored)
+    assert_same_state(state_keys(checkpoint.load_checkpoint(path), restored), restored)
+    assert count_tensors(restored) > 30
