@@ -188,3 +188,35 @@ def test_a_failed_write_says_the_old_file_is_unchanged(tmp_path, monkeypatch):
     assert message_of(CheckpointError, checkpoint.save_checkpoint, tiny_state(1), tmp_path) == (
         f"Could not write checkpoint {path}: No space left on device. Free some disk space or choose a writable "
         "run directory; any earlier file at that path is unchanged.")
+
+
+UPGRADE = f'Upgrade dcganlib (pip install -U "dcganlib @ git+{checkpoint.REPO_URL}") to load it.'
+
+
+@pytest.mark.parametrize(("content", "reason", "advice"), [
+    ([1, 2], "it holds a list, not a dict", "Make another."),
+    ({"a": 1}, "it lacks the keys b, c", "Make another."),
+    ({"b": 1, "c": 2, "format_version": 2, "library_version": "9.9"},
+     "its format_version 2 (written by dcganlib 9.9) is beyond the 1 this dcganlib understands", UPGRADE),
+    ({"b": 1, "c": 2, "format_version": 2},
+     "its format_version 2 (written by dcganlib unknown) is beyond the 1 this dcganlib understands", UPGRADE),
+    ({"b": 1, "c": 2, "format_version": "1"},
+     "its format_version '1' (written by dcganlib unknown) is beyond the 1 this dcganlib understands", UPGRADE),
+])
+def test_each_refusal_names_the_file_what_is_wrong_and_what_to_do(tmp_path, content, reason, advice):
+    path = tmp_path / "thing.pt"
+    torch.save(content, path)
+    with pytest.raises(CheckpointError) as refused:
+        checkpoint.load_file(path, required=("b", "c"), what="Thing", advice="Make another.")
+    assert str(refused.value) == f"Thing {path} is unusable: {reason}. {advice}"
+
+
+def test_a_truncated_file_is_refused_with_the_loaders_first_line(tmp_path):
+    path = tmp_path / "thing.pt"
+    torch.save({"b": 1}, path)
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(CheckpointError) as refused:
+        checkpoint.load_file(path, required=("b",), what="Thing", advice="Make another.")
+    message = str(refused.value)
+    assert message.startswith(f"Thing {path} is unusable: it is empty, truncated or not a torch file (")
+    assert message.endswith("). Make another.") and "(None)" not in message and "()" not in message
