@@ -85,7 +85,8 @@ class Discriminator(nn.Module):
                  spectral_norm: bool = False):
         super().__init__()
         self.channels, self.image_size = channels, image_size
-        self.net = (_course_critic if image_size == 28 else _paper_critic)(channels, features, image_size, batch_norm)
+        self.net = (_course_critic(channels, features, batch_norm) if image_size == 28
+                    else _paper_critic(channels, features, image_size, batch_norm))
         if spectral_norm:
             for module in self.net.modules():
                 if isinstance(module, nn.Conv2d):
@@ -95,7 +96,7 @@ class Discriminator(nn.Module):
         return self.net(x).flatten()
 
 
-def _course_critic(channels: int, f: int, image_size: int, batch_norm: bool) -> nn.Sequential:
+def _course_critic(channels: int, f: int, batch_norm: bool) -> nn.Sequential:
     """Course net: kernel 4 stride 2 gives 28 -> 13 -> 5 -> 1."""
     return nn.Sequential(
         _down(channels, f, 4, 2, 0, batch_norm),  # f x 13 x 13
