@@ -2,19 +2,26 @@
 
 `python benchmarks/quality.py` trains each preset with the reference loop and with dcganlib (and any recipe
 variants asked for) from several seeds, scoring offline FID (the shipped MNIST classifier's features, 1,000
-samples vs the 1,000 held-out digits) after every epoch; scoring time is not training time. It reports, per loop,
-the median FID and its range over seeds at equal epochs and at the reference's wall time, writes the curves to
-results/quality-<machine>.json and draws them as FID against seconds, a median line and a min-max band per loop
-(figs/quality_vs_time.png with --figure).
+samples vs the 1,000 held-out digits) after every epoch; scoring time is not training time. Each dcganlib run of
+the library's defaults is also scored through its live generator ("no EMA") and through extra averaged copies
+with other decays and without the warm-up: they follow the same training, so the EMA ablation costs no extra run.
+It reports, per loop, the median FID and its range over seeds at equal epochs and at the reference's wall time,
+writes the curves to results/quality-<machine>.json and draws them as FID against seconds, a median line and a
+min-max band per loop (figs/quality_vs_time.png with --figure).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import json
+import multiprocessing
+import os
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -24,7 +31,7 @@ import torch
 from dcganlib.config import PRESETS, Config
 from dcganlib.data import load_mnist_5k
 from dcganlib.metrics import mnist_5k_split, mode_coverage, offline_fid, real_reference
-from dcganlib.models import make_noise
+from dcganlib.models import generate, make_noise
 from dcganlib.train import Trainer
 
 if __package__:  # imported as benchmarks.quality (the tests)
@@ -37,17 +44,63 @@ else:  # run as a script: benchmarks/ is on sys.path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FIGURE = ROOT / "figs" / "quality_vs_time.png"
-EPOCHS = {"mnist28": 40, "mnist32": 12}
+EPOCHS = {"demo": 15, "mnist28": 150}
+# dcganlib's default variant trains on to the preset's own length (the demo's `make demo` run) in the same runs.
+LIBRARY_EPOCHS = {"demo": PRESETS["demo"]["epochs"]}
 SEEDS = (0, 1, 2)
 SAMPLES = 1000
 TARGET_EQUAL_EPOCHS, TARGET_EQUAL_TIME = 0.8, 0.5
 REFERENCE = "reference"
-# dcganlib's variants: Config overrides on top of the preset. "dcganlib" is the library's defaults.
+# dcganlib's variants: Config overrides on top of the preset, one training run each. "dcganlib" is the defaults.
 VARIANTS: dict[str, dict] = {
     "dcganlib": {},
     "fp32 NCHW": {"precision": "fp32", "channels_last": False},
-    "no EMA": {"ema_decay": 0.0},
 }
+# Generators scored alongside the defaults' EMA in the same run: (decay, warm-up); decay 0 is the live generator.
+EMA_PROBES: dict[str, tuple[float, bool]] = {
+    "no EMA": (0.0, False),
+    "EMA 0.99": (0.99, True),
+    "EMA 0.9999": (0.9999, True),
+    "EMA 0.999 without warm-up": (0.999, False),
+}
+
+
+class EmaProbes:
+    """Averaged copies of a Trainer's generator with other decays, updated after each step as the Trainer's own.
+
+    The Trainer's EMA decay is min(decay, (1 + step) / (10 + step)) (the warm-up); a probe without warm-up uses
+    the decay from the first step, so it starts from the initial weights. Decay 0 is the live generator itself.
+    """
+
+    def __init__(self, trainer: Trainer, probes: dict[str, tuple[float, bool]]):
+        self.trainer = trainer
+        self.copies = {name: (copy.deepcopy(trainer.generator).eval(), decay, warm_up)
+                       for name, (decay, warm_up) in probes.items() if decay > 0}
+        self.live = [name for name, (decay, _) in probes.items() if decay == 0]
+        train_step = trainer.train_step
+
+        def step_and_average(real: torch.Tensor) -> torch.Tensor:
+            stats = train_step(real)
+            self.update()
+            return stats
+
+        trainer.train_step = step_and_average
+
+    @torch.no_grad()
+    def update(self) -> None:
+        step, live = self.trainer.step, self.trainer.generator  # the step counter moves on after train_step
+        for average, decay, warm_up in self.copies.values():
+            weight = min(decay, (1 + step) / (10 + step)) if warm_up else decay
+            torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1.0 - weight)
+            for buffer, live_buffer in zip(average.buffers(), live.buffers(), strict=True):
+                buffer.copy_(live_buffer)
+
+    def samplers(self) -> dict:
+        """name -> function from noise to images, for every probe."""
+        found = {name: (lambda noise, model=model: generate(model, noise))
+                 for name, (model, _, _) in self.copies.items()}
+        found.update({name: lambda noise: generate(self.trainer.generator, noise) for name in self.live})
+        return found
 
 
 def score(images: torch.Tensor) -> dict:
@@ -66,29 +119,49 @@ def floor() -> dict:
     return {"train_4000": score(as_float), "train_1000": score(as_float[::4])}
 
 
-def _curve(train_epoch, sample, noise: torch.Tensor, until) -> list[dict]:
-    """Train epoch by epoch while until(epochs done, seconds) is false, scoring after each; one point per epoch."""
-    points, seconds = [], 0.0
-    while not until(len(points), seconds):
+def _curve(train_epoch, samplers: dict, noise: torch.Tensor, until, scored) -> dict[str, list[dict]]:
+    """Train epoch by epoch while until(epochs done, seconds) is false, scoring each sampler after the epochs
+    where scored(epoch) is true, and after the last."""
+    points: dict[str, list[dict]] = {name: [] for name in samplers}
+    epochs, seconds = 0, 0.0
+    while not until(epochs, seconds):
         started = time.perf_counter()
         train_epoch()
         seconds += time.perf_counter() - started
-        points.append({"epoch": len(points) + 1, "seconds": round(seconds, 2), **score(sample(noise))})
+        epochs += 1
+        if scored(epochs) or until(epochs, seconds):
+            for name, sample in samplers.items():
+                points[name].append({"epoch": epochs, "seconds": round(seconds, 2), **score(sample(noise))})
     return points
 
 
-def reference_curve(config: Config, epochs: int, noise: torch.Tensor) -> list[dict]:
-    """The canonical loop's FID after each of `epochs` epochs."""
+def _every(every: int, *epochs: int):
+    """Score every `every` epochs, and at each of `epochs`."""
+    return lambda epoch: epoch % every == 0 or epoch in epochs
+
+
+def reference_curve(config: Config, epochs: int, noise: torch.Tensor, every: int = 1) -> list[dict]:
+    """The canonical loop's FID every `every` of `epochs` epochs."""
     loop = ReferenceLoop(config, load_mnist_5k()[0], seed=config.seed)
-    return _curve(loop.train_epoch, loop.sample, noise, lambda done, _seconds: done >= epochs)
+    return _curve(loop.train_epoch, {REFERENCE: loop.sample}, noise, lambda done, _seconds: done >= epochs,
+                  _every(every))[REFERENCE]
 
 
-def library_curve(config: Config, epochs: int, noise: torch.Tensor, min_seconds: float) -> list[dict]:
-    """dcganlib's FID after each epoch, for `epochs` epochs and at least `min_seconds` of training."""
+def library_curves(config: Config, epochs: int, noise: torch.Tensor, min_seconds: float, name: str,
+                   probes: dict[str, tuple[float, bool]] | None = None, every: int = 1,
+                   also_at: tuple[int, ...] = ()) -> dict[str, list[dict]]:
+    """dcganlib's FID every `every` epochs (and at `also_at`), for `epochs` epochs and at least `min_seconds`.
+
+    `name` is the curve of the Trainer's sampling generator; each probe adds the curve "<name>, <probe>".
+    """
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, progress=False, log=lambda message: None)
-        return _curve(lambda: trainer.fit(epochs=trainer.epoch + 1), trainer.sample, noise,
-                      lambda done, seconds: done >= epochs and seconds >= min_seconds)
+        samplers = {name: trainer.sample}
+        if probes:
+            probed = EmaProbes(trainer, probes).samplers()
+            samplers.update({f"{name}, {probe}": sample for probe, sample in probed.items()})
+        return _curve(lambda: trainer.fit(epochs=trainer.epoch + 1), samplers, noise,
+                      lambda done, seconds: done >= epochs and seconds >= min_seconds, _every(every, epochs, *also_at))
 
 
 def at_time(curve: list[dict], seconds: float) -> dict:
@@ -97,38 +170,78 @@ def at_time(curve: list[dict], seconds: float) -> dict:
     return within[-1] if within else curve[0]
 
 
-def compare(preset: str, epochs: int, seeds=SEEDS, variants=("dcganlib",), **overrides) -> dict:
-    """Curves per seed for the reference and each dcganlib variant; dcganlib trains at least the reference's time."""
-    curves: dict[str, list[list[dict]]] = {REFERENCE: [], **{name: [] for name in variants}}
-    for seed in seeds:
-        base = {"dataset": "mnist-5k", "seed": seed, "epochs": epochs, **overrides}
-        config = Config.from_preset(preset, **base)
-        noise = make_noise(SAMPLES, config.z_dim, generator=torch.Generator().manual_seed(seed + 1234))
-        curves[REFERENCE].append(reference_curve(config, epochs, noise))
-        reference_seconds = curves[REFERENCE][-1][-1]["seconds"]
-        for name in variants:
-            config = Config.from_preset(preset, **base, **VARIANTS[name])
-            curves[name].append(library_curve(config, epochs, noise, reference_seconds))
-    return {"preset": preset, "epochs": epochs, "seeds": list(seeds), "curves": curves,
-            "summary": summarise(curves, epochs)}
+def at_epoch(curve: list[dict], epoch: int) -> dict:
+    """The point scored after `epoch` epochs."""
+    return next(point for point in curve if point["epoch"] == epoch)
 
 
-def _spread(values: list[float]) -> dict:
+def seed_curves(preset: str, epochs: int, seed: int, variants=("dcganlib",), probes=EMA_PROBES,
+                library_epochs: int | None = None, every: int = 1, threads: int | None = None,
+                **overrides) -> dict[str, list[dict]]:
+    """One seed's curves: the reference's, then each variant's (see compare)."""
+    if threads:
+        torch.set_num_threads(threads)
+    library_epochs = max(epochs, library_epochs or epochs)
+    base = {"dataset": "mnist-5k", "seed": seed, "epochs": epochs, **overrides}
+    config = Config.from_preset(preset, **base)
+    noise = make_noise(SAMPLES, config.z_dim, generator=torch.Generator().manual_seed(seed + 1234))
+    curves = {REFERENCE: reference_curve(config, epochs, noise, every)}
+    reference_seconds = curves[REFERENCE][-1]["seconds"]
+    for index, name in enumerate(variants):
+        config = Config.from_preset(preset, **base, **VARIANTS[name])
+        curves.update(library_curves(config, library_epochs if index == 0 else epochs, noise, reference_seconds, name,
+                                     probes if index == 0 else None, every, also_at=(epochs,)))
+    return curves
+
+
+def compare(preset: str, epochs: int, seeds=SEEDS, variants=("dcganlib",), probes=EMA_PROBES,
+            library_epochs: int | None = None, every: int = 1, jobs: int = 1, **overrides) -> dict:
+    """Curves per seed for the reference and each dcganlib variant; dcganlib trains at least the reference's time.
+
+    The first variant's runs go on to `library_epochs` when that is more, and are also scored through `probes`
+    (see EmaProbes). Scores are taken every `every` epochs and at the end. jobs > 1 runs that many seeds at
+    once, each in a process of its own with an equal share of the cores.
+    """
+    library_epochs = max(epochs, library_epochs or epochs)
+    arguments = {"variants": variants, "probes": probes, "library_epochs": library_epochs, "every": every, **overrides}
+    if jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            per_seed = list(pool.map(functools.partial(seed_curves, preset, epochs, threads=threads, **arguments),
+                                     seeds))
+    else:
+        per_seed = [seed_curves(preset, epochs, seed, **arguments) for seed in seeds]
+    curves: dict[str, list[list[dict]]] = {}
+    for found in per_seed:
+        for name, curve in found.items():
+            curves.setdefault(name, []).append(curve)
+    return {"preset": preset, "epochs": epochs, "library_epochs": library_epochs, "seeds": list(seeds),
+            "variants": list(variants), "curves": curves, "summary": summarise(curves, epochs, library_epochs)}
+
+
+def spread(values: list[float]) -> dict:
     return {"median": round(statistics.median(values), 2), "min": min(values), "max": max(values)}
 
 
-def summarise(curves: dict[str, list[list[dict]]], epochs: int) -> dict:
-    """Per loop: FID at `epochs` and at the reference's median wall time (median and range over seeds), ratios."""
-    reference_seconds = statistics.median(curve[epochs - 1]["seconds"] for curve in curves[REFERENCE])
+def summarise(curves: dict[str, list[list[dict]]], epochs: int, library_epochs: int | None = None) -> dict:
+    """Per loop: FID at `epochs` and at the reference's wall time (median and range over seeds), ratios.
+
+    Equal time pairs runs by seed: each run at the time its own seed's reference took for `epochs` epochs. Loops
+    that trained `library_epochs` also get "final": FID, classes and seconds at that epoch.
+    """
+    reference_seconds = [at_epoch(curve, epochs)["seconds"] for curve in curves[REFERENCE]]
     summary = {}
     for name, runs in curves.items():
-        at_epochs = [curve[epochs - 1] for curve in runs]
-        at_reference_time = [at_time(curve, reference_seconds) for curve in runs]
-        summary[name] = {"fid": _spread([p["fid"] for p in at_epochs]),
-                         "classes": _spread([p["classes"] for p in at_epochs]),
-                         "seconds": _spread([p["seconds"] for p in at_epochs]),
-                         "equal_time_fid": _spread([p["fid"] for p in at_reference_time]),
-                         "equal_time_epochs": _spread([p["epoch"] for p in at_reference_time])}
+        at_epochs = [at_epoch(curve, epochs) for curve in runs]
+        at_reference_time = [at_time(curve, seconds) for curve, seconds in zip(runs, reference_seconds, strict=True)]
+        summary[name] = {"fid": spread([p["fid"] for p in at_epochs]),
+                         "classes": spread([p["classes"] for p in at_epochs]),
+                         "seconds": spread([p["seconds"] for p in at_epochs]),
+                         "equal_time_fid": spread([p["fid"] for p in at_reference_time]),
+                         "equal_time_epochs": spread([p["epoch"] for p in at_reference_time])}
+        if library_epochs and library_epochs > epochs and all(curve[-1]["epoch"] >= library_epochs for curve in runs):
+            final = [at_epoch(curve, library_epochs) for curve in runs]
+            summary[name]["final"] = {key: spread([p[key] for p in final]) for key in ("fid", "classes", "seconds")}
     reference = summary[REFERENCE]
     for row in summary.values():
         row["ratio_equal_epochs"] = round(row["fid"]["median"] / reference["fid"]["median"], 3)
@@ -138,10 +251,11 @@ def summarise(curves: dict[str, list[list[dict]]], epochs: int) -> dict:
 
 def plot(report: dict, path: Path) -> Path:
     """FID against training seconds, one panel per preset: each loop's median over seeds and its min-max band."""
-    rows = report["rows"]
+    rows = report["rows"]  # the probes share their run's time axis: only the loops themselves are drawn
     fig, axes = plt.subplots(1, len(rows), figsize=(6 * len(rows), 4.2), squeeze=False)
     for ax, row in zip(axes[0], rows, strict=True):
-        for name, runs in row["curves"].items():
+        for name in (REFERENCE, *row["variants"]):
+            runs = row["curves"][name]
             length = min(len(curve) for curve in runs)
             seconds = np.median([[p["seconds"] for p in curve[:length]] for curve in runs], axis=0)
             fids = np.array([[p["fid"] for p in curve[:length]] for curve in runs])
@@ -158,7 +272,7 @@ def plot(report: dict, path: Path) -> Path:
     return path
 
 
-def _cell(spread: dict) -> str:
+def cell(spread: dict) -> str:
     return f"{spread['median']} [{spread['min']}–{spread['max']}]"
 
 
@@ -173,10 +287,17 @@ def markdown(report: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         for name, s in row["summary"].items():
-            lines.append(f"| {row['preset']} | {row['epochs']} | {len(row['seeds'])} | {name} | {_cell(s['fid'])} | "
-                         f"{_cell(s['classes'])} | {_cell(s['seconds'])} | {s['ratio_equal_epochs']} | "
-                         f"{_cell(s['equal_time_fid'])} ({s['equal_time_epochs']['median']}) | "
+            lines.append(f"| {row['preset']} | {row['epochs']} | {len(row['seeds'])} | {name} | {cell(s['fid'])} | "
+                         f"{cell(s['classes'])} | {cell(s['seconds'])} | {s['ratio_equal_epochs']} | "
+                         f"{cell(s['equal_time_fid'])} ({s['equal_time_epochs']['median']}) | "
                          f"{s['ratio_equal_time']} |")
+    for row in report["rows"]:
+        finals = {name: s["final"] for name, s in row["summary"].items() if "final" in s}
+        if finals:
+            lines += ["", f"dcganlib trained on to {row['library_epochs']} epochs ({row['preset']}, same runs):", "",
+                      "| loop | FID | classes | training s |", "|---|---|---|---|"]
+            lines += [f"| {name} | {cell(f['fid'])} | {cell(f['classes'])} | {cell(f['seconds'])} |"
+                      for name, f in finals.items()]
     f4000, f1000 = report["floor"]["train_4000"], report["floor"]["train_1000"]
     lines += ["", f"Real-vs-real floor: train split vs held-out FID {f4000['fid']} (4,000 vs 1,000), "
               f"{f1000['fid']} (1,000 vs 1,000). Targets: ratio ≤ {TARGET_EQUAL_EPOCHS} at equal epochs, "
@@ -188,15 +309,33 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--presets", nargs="*", default=list(EPOCHS), choices=sorted(PRESETS))
     parser.add_argument("--epochs", type=int, help="override the per-preset epoch counts")
+    parser.add_argument("--library-epochs", type=int, help="train dcganlib's first variant on to this many epochs")
+    parser.add_argument("--every", type=int, default=1, help="score every this many epochs (and at the end)")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, each in its own process")
     parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
-    parser.add_argument("--variants", nargs="*", default=["dcganlib"], choices=sorted(VARIANTS))
-    parser.add_argument("--figure", action="store_true", help=f"also draw {FIGURE.relative_to(ROOT)}")
+    parser.add_argument("--variants", nargs="*", default=["dcganlib"], choices=sorted(VARIANTS),
+                        help="training variants; the first is also scored with every EMA probe")
+    parser.add_argument("--figure", action="store_true", help="also draw figs/quality_vs_time.png")
     parser.add_argument("--out", type=Path, help="JSON path (default results/quality-<machine>.json)")
+    parser.add_argument("--from-json", type=Path, nargs="+", metavar="REPORT",
+                        help="train nothing: print the tables (and --figure) of these saved reports' rows together")
     args = parser.parse_args(argv)
+    if args.from_json:
+        reports = [json.loads(path.read_text()) for path in args.from_json]
+        report = {**reports[0], "rows": [row for saved in reports for row in saved["rows"]]}
+        for row in report["rows"]:  # summarised again: a report saved by an older version reads the same
+            row["summary"] = summarise(row["curves"], row["epochs"], row.get("library_epochs"))
+        print(markdown(report))
+        if args.figure:
+            print(f"wrote {plot(report, FIGURE)}")
+        return
     machine = machine_info(torch.device("cpu"))
     report = {"machine": machine, "floor": floor(), "rows": []}
     for preset in args.presets:
-        report["rows"].append(compare(preset, args.epochs or EPOCHS.get(preset, 4), args.seeds, args.variants))
+        epochs = args.epochs or EPOCHS.get(preset, 4)
+        report["rows"].append(compare(preset, epochs, args.seeds, args.variants,
+                                      library_epochs=args.library_epochs or LIBRARY_EPOCHS.get(preset),
+                                      every=args.every, jobs=args.jobs))
         print(json.dumps(report["rows"][-1]["summary"]), flush=True)
     print(markdown(report))
     out = args.out or RESULTS_DIR / f"quality-{machine['slug']}.json"

@@ -15,6 +15,9 @@ import pytest
 import torch
 
 from dcganlib import data
+from dcganlib.config import Config
+from dcganlib.metrics import mnist_5k_split
+from dcganlib.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,11 +75,13 @@ def quality():
     return importlib.import_module("benchmarks.quality")
 
 
-def test_quality_comparison_runs_both_loops_over_seeds(quality, tmp_path, monkeypatch):
+def test_quality_comparison_runs_both_loops_over_seeds(quality, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(quality, "SAMPLES", 200)
-    row = quality.compare("mnist28", epochs=2, seeds=(0, 1), variants=("no EMA",), g_features=8, d_features=8,
-                          batch_size=500)
-    assert set(row["curves"]) == {"reference", "no EMA"}
+    probes = {"no EMA": (0.0, False), "EMA 0.999": (0.999, True), "EMA 0.5 without warm-up": (0.5, False)}
+    row = quality.compare("mnist28", epochs=2, seeds=(0, 1), variants=("dcganlib",), probes=probes, g_features=8,
+                          d_features=8, batch_size=500)
+    probed = {f"dcganlib, {name}" for name in probes}
+    assert set(row["curves"]) == {"reference", "dcganlib", *probed}
     for name, runs in row["curves"].items():
         assert len(runs) == 2, f"{name}: one curve per seed"
         for curve in runs:
@@ -84,19 +89,68 @@ def test_quality_comparison_runs_both_loops_over_seeds(quality, tmp_path, monkey
             assert all(p["fid"] > 0 and p["n_fake"] == quality.SAMPLES and 1 <= p["classes"] <= 10 for p in curve)
             assert all(a["seconds"] < b["seconds"] for a, b in zip(curve, curve[1:], strict=False))
     # dcganlib keeps training until it has had at least each reference run's time.
-    for reference, library in zip(row["curves"]["reference"], row["curves"]["no EMA"], strict=True):
+    for reference, library in zip(row["curves"]["reference"], row["curves"]["dcganlib"], strict=True):
         assert library[-1]["seconds"] >= reference[-1]["seconds"]
+    # A probe with the Trainer's own decay and warm-up is the Trainer's EMA; the others are other generators.
+    fids = {name: [[p["fid"] for p in curve] for curve in runs] for name, runs in row["curves"].items()}
+    assert fids["dcganlib, EMA 0.999"] == fids["dcganlib"]
+    assert len({str(fids[name]) for name in ("dcganlib", "dcganlib, no EMA", "dcganlib, EMA 0.5 without warm-up")}) == 3
     summary = row["summary"]
-    fids = [curve[1]["fid"] for curve in row["curves"]["no EMA"]]
-    assert summary["no EMA"]["fid"] == {"median": round(sum(fids) / 2, 2), "min": min(fids), "max": max(fids)}
-    assert summary["reference"]["ratio_equal_epochs"] == 1.0
-    assert summary["no EMA"]["ratio_equal_epochs"] == pytest.approx(
-        summary["no EMA"]["fid"]["median"] / summary["reference"]["fid"]["median"], abs=1e-3)
+    last = [curve[1]["fid"] for curve in row["curves"]["dcganlib, no EMA"]]
+    assert summary["dcganlib, no EMA"]["fid"] == {"median": round(sum(last) / 2, 2), "min": min(last), "max": max(last)}
+    assert summary["reference"]["ratio_equal_epochs"] == summary["reference"]["ratio_equal_time"] == 1.0  # by seed
+    assert summary["dcganlib"]["ratio_equal_epochs"] == pytest.approx(
+        summary["dcganlib"]["fid"]["median"] / summary["reference"]["fid"]["median"], abs=1e-3)
     report = {"machine": {"cpu": "test cpu", "cores": 2, "torch": "x"}, "floor": quality.floor(), "rows": [row]}
     assert report["floor"]["train_4000"]["fid"] < report["floor"]["train_1000"]["fid"] < 20
     text = quality.markdown(report)
-    assert "| mnist28 | 2 | 2 | no EMA |" in text and "Real-vs-real floor" in text
+    assert "| mnist28 | 2 | 2 | dcganlib, no EMA |" in text and "Real-vs-real floor" in text
     assert quality.plot(report, tmp_path / "quality.png").stat().st_size > 0
+    # Saved reports are printed (and drawn) together without training again.
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(report))
+    monkeypatch.setattr(quality, "FIGURE", tmp_path / "together.png")
+    quality.main(["--from-json", str(saved), str(saved), "--figure"])
+    printed = capsys.readouterr().out
+    assert printed.count("| mnist28 | 2 | 2 | dcganlib, no EMA |") == 2 and (tmp_path / "together.png").is_file()
+
+
+def test_seeds_train_in_parallel_processes_and_come_back_in_seed_order(quality):
+    tiny = {"g_features": 8, "d_features": 8, "batch_size": 500}
+    row = quality.compare("mnist28", epochs=3, seeds=(0, 1), probes={}, library_epochs=4, every=2, jobs=2, **tiny)
+    for curve in row["curves"]["reference"]:
+        assert [p["epoch"] for p in curve] == [2, 3]  # every 2nd epoch, and the last
+    for curve in row["curves"]["dcganlib"]:
+        assert [p["epoch"] for p in curve][:3] == [2, 3, 4]  # and the reference's length, and its own
+    assert set(row["summary"]["dcganlib"]["final"]) == {"fid", "classes", "seconds"}
+    threads = torch.get_num_threads()
+    try:
+        alone = quality.seed_curves("mnist28", 3, 1, probes={}, library_epochs=4, every=2, threads=1, **tiny)
+    finally:
+        torch.set_num_threads(threads)
+    assert [p["fid"] for p in alone["reference"]] == [p["fid"] for p in row["curves"]["reference"][1]]
+
+
+def test_an_ema_probe_without_warm_up_averages_from_the_initial_weights(quality, tmp_path):
+    config = Config.from_preset("mnist28", dataset="mnist-5k", g_features=4, d_features=4, batch_size=1000)
+    trainer = Trainer(config, tmp_path, progress=False, log=lambda message: None)
+    expected = [p.detach().clone() for p in trainer.generator.parameters()]
+    probes = quality.EmaProbes(trainer, {"half": (0.5, False), "live": (0.0, False)})
+    step_and_average = trainer.train_step
+
+    def by_hand(real):
+        stats = step_and_average(real)
+        for mean, weight in zip(expected, trainer.generator.parameters(), strict=True):
+            mean.mul_(0.5).add_(weight.detach(), alpha=0.5)
+        return stats
+
+    trainer.train_step = by_hand
+    trainer.fit(epochs=1)  # 4 steps
+    assert set(probes.samplers()) == {"half", "live"}
+    for mean, average in zip(expected, probes.copies["half"][0].parameters(), strict=True):
+        torch.testing.assert_close(average, mean)
+    live = probes.samplers()["live"](torch.zeros(2, config.z_dim, 1, 1))
+    torch.testing.assert_close(live, trainer.generator.eval()(torch.zeros(2, config.z_dim, 1, 1)).detach())
 
 
 def test_at_time_takes_the_newest_point_trained_within_the_time(quality):
@@ -157,3 +211,34 @@ def test_checkpoint_differences_are_bit_for_bit():
              "seconds": [1.2]}
     assert child_run.differences(state, other) == ["w", "opt.step"]
     assert child_run.count_tensors(state) == 1
+
+
+@pytest.fixture(scope="module")
+def recipes(quality):
+    return importlib.import_module("benchmarks.recipes")
+
+
+def test_the_recipe_folder_holds_the_same_number_of_each_training_digit(recipes, tmp_path):
+    folder = recipes.write_folder(tmp_path, count=30)
+    files = sorted(folder.rglob("*.png"))
+    assert [path.parent.name for path in files] == [str(digit) for digit in range(10) for _ in range(3)]
+    images, labels = mnist_5k_split("train")
+    first_seven = data.load_dataset(f"folder:{folder / '7'}", image_size=28, channels=1)[0]
+    expected = images[labels == 7][0].float().div(127.5).sub(1)
+    torch.testing.assert_close(first_seven, expected, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="multiple of 10"):
+        recipes.write_folder(tmp_path / "odd", count=25)
+
+
+def test_recipes_are_compared_over_seeds_on_the_folder(recipes, tmp_path, monkeypatch):
+    monkeypatch.setattr(recipes, "SAMPLES", 100)
+    folder = recipes.write_folder(tmp_path / "digits", count=40)
+    row = recipes.compare(folder, seeds=(0, 1), recipes=("demo", "DiffAugment"), epochs=4, every=2)
+    assert row["count"] == 40 and set(row["curves"]) == {"demo", "DiffAugment"}
+    for runs in row["curves"].values():
+        assert [[(p["epoch"], p["steps"]) for p in run] for run in runs] == [[(2, 2), (4, 4)]] * 2
+    assert row["curves"]["demo"][0] != row["curves"]["DiffAugment"][0]  # the recipe reached the training
+    last = [run[-1]["fid"] for run in row["curves"]["demo"]]
+    assert row["summary"]["demo"]["fid"]["median"] == round(sum(last) / 2, 2)
+    text = recipes.markdown({"machine": {"cpu": "test cpu"}, "result": row})
+    assert "40 digits in a folder" in text and "| DiffAugment |" in text

@@ -45,7 +45,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run-dir", default="runs/figs")
     parser.add_argument("--preset", default="demo")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, help="default: the preset's own")
     parser.add_argument("--only", choices=["directions"], help="draw only these figures, without training")
     args = parser.parse_args(argv)
     FIGS.mkdir(exist_ok=True)
@@ -53,7 +53,8 @@ def main(argv=None) -> None:
     if args.only:
         return
 
-    config = Config.from_preset(args.preset, dataset="mnist-5k", epochs=args.epochs, fid_every=1)
+    length = {"epochs": args.epochs} if args.epochs else {}
+    config = Config.from_preset(args.preset, dataset="mnist-5k", fid_every=1, **length)
     trainer = Trainer(config, args.run_dir)
     started = time.monotonic()
     trainer.fit()
