@@ -144,7 +144,8 @@ def load_classifier(path: str | Path | None = None, device: str | torch.device =
         raise FileNotFoundError(f"{path} not found: run `python benchmarks/train_classifier.py` to create it")
     state = checkpoint.load_file(path, required=("state_dict",), what="Classifier file",
                                  advice="Re-create it with `python benchmarks/train_classifier.py`.")
-    classifier = MnistClassifier()
+    with torch.random.fork_rng(devices=[]):  # the initial weights, replaced below, draw nothing from the caller's RNG
+        classifier = MnistClassifier()
     classifier.load_state_dict(state["state_dict"])
     classifier.metadata = dict(state.get("metadata", {}))
     return classifier.to(device).eval()

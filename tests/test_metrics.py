@@ -425,3 +425,13 @@ def test_a_classifier_file_without_metadata_loads_on_the_device_asked_for(tmp_pa
     classifier = load_classifier(path)
     assert classifier.metadata == {} and not classifier.training
     assert next(load_classifier(path, device="meta").parameters()).device == torch.device("meta")
+
+
+def test_loading_the_classifier_leaves_the_callers_random_stream_alone():
+    # A training loop that scores mid-run (the canonical loop draws its noise from the global RNG) must get the
+    # same noise whether or not the classifier was loaded before.
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    metrics.load_classifier()
+    torch.testing.assert_close(torch.rand(3), expected, rtol=0, atol=0)
