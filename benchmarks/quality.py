@@ -32,7 +32,7 @@ from dcganlib.config import PRESETS, Config
 from dcganlib.data import load_mnist_5k
 from dcganlib.metrics import mnist_5k_split, mode_coverage, offline_fid, real_reference
 from dcganlib.models import generate, make_noise
-from dcganlib.train import Trainer
+from dcganlib.train import Trainer, update_average, warmed_up_decay
 
 if __package__:  # imported as benchmarks.quality (the tests)
     from .reference import ReferenceLoop
@@ -86,14 +86,10 @@ class EmaProbes:
 
         trainer.train_step = step_and_average
 
-    @torch.no_grad()
     def update(self) -> None:
-        step, live = self.trainer.step, self.trainer.generator  # the step counter moves on after train_step
+        step = self.trainer.step  # the step counter moves on after train_step
         for average, decay, warm_up in self.copies.values():
-            weight = min(decay, (1 + step) / (10 + step)) if warm_up else decay
-            torch._foreach_lerp_(list(average.parameters()), list(live.parameters()), 1.0 - weight)
-            for buffer, live_buffer in zip(average.buffers(), live.buffers(), strict=True):
-                buffer.copy_(live_buffer)
+            update_average(average, self.trainer.generator, warmed_up_decay(decay, step) if warm_up else decay)
 
     def samplers(self) -> dict:
         """name -> function from noise to images, for every probe."""

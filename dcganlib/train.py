@@ -112,6 +112,19 @@ def _append_stats(batch_history: dict, pending: list[torch.Tensor], last_step: i
             batch_history[name].append(value)
 
 
+def warmed_up_decay(decay: float, step: int) -> float:
+    """The EMA decay at `step`: early on the average follows G closely, else the first epochs' samples would blur."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_average(average: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """average <- decay * average + (1 - decay) * model, parameter by parameter; buffers copied from `model`."""
+    torch._foreach_lerp_(list(average.parameters()), list(model.parameters()), 1.0 - decay)
+    for average_buffer, buffer in zip(average.buffers(), model.buffers(), strict=True):
+        average_buffer.copy_(buffer)
+
+
 class Trainer:
     """Trains a DCGAN in `run_dir`, resuming from its newest checkpoint unless `resume=False`.
 
@@ -411,14 +424,8 @@ class Trainer:
         """What D sees of a batch: the images through the run's DiffAugment policy (unchanged without one)."""
         return diff_augment(images, self.config.augment_policy, self.augment_rng)
 
-    @torch.no_grad()
     def _update_ema(self) -> None:
-        # Warm-up: early on the average follows G closely, else the first epochs' samples would be a blur.
-        decay = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
-        ema_params = list(self.ema_generator.parameters())
-        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1.0 - decay)
-        for ema_buffer, buffer in zip(self.ema_generator.buffers(), self.generator.buffers(), strict=True):
-            ema_buffer.copy_(buffer)
+        update_average(self.ema_generator, self.generator, warmed_up_decay(self.config.ema_decay, self.step))
 
     def _flush_stats(self) -> None:
         """Move per-batch stats from the device into history (one sync for many batches), averaged over ranks."""
