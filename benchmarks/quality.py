@@ -56,12 +56,15 @@ VARIANTS: dict[str, dict] = {
     "dcganlib": {},
     "fp32 NCHW": {"precision": "fp32", "channels_last": False},
 }
-# Generators scored alongside the defaults' EMA in the same run: (decay, warm-up); decay 0 is the live generator.
-EMA_PROBES: dict[str, tuple[float, bool]] = {
-    "no EMA": (0.0, False),
-    "EMA 0.99": (0.99, True),
-    "EMA 0.9999": (0.9999, True),
-    "EMA 0.999 without warm-up": (0.999, False),
+# Generators scored alongside the defaults' EMA in the same run: (decay, warm-up, own BatchNorm statistics);
+# decay 0 is the live generator. Without its own statistics an average samples with the live generator's: the
+# ablation of Trainer.recalibrate.
+EMA_PROBES: dict[str, tuple[float, bool, bool]] = {
+    "no EMA": (0.0, False, False),
+    "EMA 0.99": (0.99, True, True),
+    "EMA 0.9999": (0.9999, True, True),
+    "EMA 0.999 without warm-up": (0.999, False, True),
+    "EMA with the live generator's statistics": (0.999, True, False),
 }
 
 
@@ -70,13 +73,14 @@ class EmaProbes:
 
     The Trainer's EMA decay is min(decay, (1 + step) / (10 + step)) (the warm-up); a probe without warm-up uses
     the decay from the first step, so it starts from the initial weights. Decay 0 is the live generator itself.
+    A probe with its own statistics is recalibrated before it draws, as the Trainer's EMA generator is.
     """
 
-    def __init__(self, trainer: Trainer, probes: dict[str, tuple[float, bool]]):
+    def __init__(self, trainer: Trainer, probes: dict[str, tuple[float, bool, bool]]):
         self.trainer = trainer
-        self.copies = {name: (copy.deepcopy(trainer.generator).eval(), decay, warm_up)
-                       for name, (decay, warm_up) in probes.items() if decay > 0}
-        self.live = [name for name, (decay, _) in probes.items() if decay == 0]
+        self.copies = {name: (copy.deepcopy(trainer.generator).eval(), decay, warm_up, own_statistics)
+                       for name, (decay, warm_up, own_statistics) in probes.items() if decay > 0}
+        self.live = [name for name, (decay, _, _) in probes.items() if decay == 0]
         train_step = trainer.train_step
 
         def step_and_average(real: torch.Tensor) -> torch.Tensor:
@@ -88,13 +92,18 @@ class EmaProbes:
 
     def update(self) -> None:
         step = self.trainer.step  # the step counter moves on after train_step
-        for average, decay, warm_up in self.copies.values():
+        for average, decay, warm_up, _ in self.copies.values():
             update_average(average, self.trainer.generator, warmed_up_decay(decay, step) if warm_up else decay)
+
+    def _draw(self, model: torch.nn.Module, own_statistics: bool, noise: torch.Tensor) -> torch.Tensor:
+        if own_statistics:
+            self.trainer.recalibrate(model)
+        return generate(model, noise)
 
     def samplers(self) -> dict:
         """name -> function from noise to images, for every probe."""
-        found = {name: (lambda noise, model=model: generate(model, noise))
-                 for name, (model, _, _) in self.copies.items()}
+        found = {name: functools.partial(self._draw, model, own_statistics)
+                 for name, (model, _, _, own_statistics) in self.copies.items()}
         found.update({name: lambda noise: generate(self.trainer.generator, noise) for name in self.live})
         return found
 
@@ -115,7 +124,7 @@ def floor() -> dict:
     return {"train_4000": score(as_float), "train_1000": score(as_float[::4])}
 
 
-def _curve(train_epoch, samplers: dict, noise: torch.Tensor, until, scored) -> dict[str, list[dict]]:
+def scored_curves(train_epoch, samplers: dict, noise: torch.Tensor, until, scored) -> dict[str, list[dict]]:
     """Train epoch by epoch while until(epochs done, seconds) is false, scoring each sampler after the epochs
     where scored(epoch) is true, and after the last."""
     points: dict[str, list[dict]] = {name: [] for name in samplers}
@@ -139,12 +148,12 @@ def _every(every: int, *epochs: int):
 def reference_curve(config: Config, epochs: int, noise: torch.Tensor, every: int = 1) -> list[dict]:
     """The canonical loop's FID every `every` of `epochs` epochs."""
     loop = ReferenceLoop(config, load_mnist_5k()[0], seed=config.seed)
-    return _curve(loop.train_epoch, {REFERENCE: loop.sample}, noise, lambda done, _seconds: done >= epochs,
+    return scored_curves(loop.train_epoch, {REFERENCE: loop.sample}, noise, lambda done, _seconds: done >= epochs,
                   _every(every))[REFERENCE]
 
 
 def library_curves(config: Config, epochs: int, noise: torch.Tensor, min_seconds: float, name: str,
-                   probes: dict[str, tuple[float, bool]] | None = None, every: int = 1,
+                   probes: dict[str, tuple[float, bool, bool]] | None = None, every: int = 1,
                    also_at: tuple[int, ...] = ()) -> dict[str, list[dict]]:
     """dcganlib's FID every `every` epochs (and at `also_at`), for `epochs` epochs and at least `min_seconds`.
 
@@ -156,7 +165,7 @@ def library_curves(config: Config, epochs: int, noise: torch.Tensor, min_seconds
         if probes:
             probed = EmaProbes(trainer, probes).samplers()
             samplers.update({f"{name}, {probe}": sample for probe, sample in probed.items()})
-        return _curve(lambda: trainer.fit(epochs=trainer.epoch + 1), samplers, noise,
+        return scored_curves(lambda: trainer.fit(epochs=trainer.epoch + 1), samplers, noise,
                       lambda done, seconds: done >= epochs and seconds >= min_seconds, _every(every, epochs, *also_at))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -24,10 +23,10 @@ from dcganlib.models import make_noise
 from dcganlib.train import Trainer
 
 if __package__:  # imported as benchmarks.recipes (the tests)
-    from .quality import SAMPLES, SEEDS, cell, score, spread
+    from .quality import SAMPLES, SEEDS, cell, scored_curves, spread
     from .speed import machine_info
 else:  # run as a script: benchmarks/ is on sys.path
-    from quality import SAMPLES, SEEDS, cell, score, spread
+    from quality import SAMPLES, SEEDS, cell, scored_curves, spread
     from speed import machine_info
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -55,16 +54,11 @@ def curve(folder: Path, seed: int, recipe: dict, epochs: int, every: int) -> lis
     """The EMA generator's scores every `every` epochs of the demo preset on `folder`, with training seconds."""
     config = Config.from_preset("demo", dataset=f"folder:{folder}", seed=seed, epochs=epochs, **recipe)
     noise = make_noise(SAMPLES, config.z_dim, generator=torch.Generator().manual_seed(seed + 1234))
-    points, seconds = [], 0.0
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, progress=False, log=lambda message: None)
-        while trainer.epoch < epochs:
-            started = time.perf_counter()
-            trainer.fit(epochs=min(epochs, trainer.epoch + every))
-            seconds += time.perf_counter() - started
-            points.append({"epoch": trainer.epoch, "steps": trainer.step, "seconds": round(seconds, 2),
-                           **score(trainer.sample(noise))})
-    return points
+        points = scored_curves(lambda: trainer.fit(epochs=trainer.epoch + 1), {"EMA": trainer.sample}, noise,
+                        lambda done, _seconds: done >= epochs, lambda epoch: epoch % every == 0)["EMA"]
+    return [{"epoch": point["epoch"], "steps": point["epoch"] * len(trainer.loader), **point} for point in points]
 
 
 def compare(folder: Path, seeds=SEEDS, recipes=tuple(RECIPES), epochs: int = EPOCHS, every: int = SCORE_EVERY) -> dict:

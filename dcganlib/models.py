@@ -7,7 +7,7 @@ maps H_in to H_out = (H_in - 1) * stride - 2 * padding + kernel + output_padding
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
@@ -144,6 +144,33 @@ def build_models(config: Config) -> tuple[Generator, Discriminator]:
 def make_noise(n: int, z_dim: int, *, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
     """Standard-normal noise of shape (n, z_dim, 1, 1)."""
     return torch.randn(n, z_dim, 1, 1, device=device, generator=generator)
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(generator: nn.Module, noise_batches: Iterable[Tensor]) -> None:
+    """Set G's BatchNorm running statistics to its own, averaged over `noise_batches` ("standing statistics").
+
+    In eval mode BatchNorm normalises with running statistics gathered during training. An averaged (EMA)
+    generator never trains: its statistics are copies of the live generator's, which belong to other weights.
+    Measuring them again through its own layers makes its samples what its weights draw. Leaves G in eval mode.
+    """
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        generator.eval()
+        return
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the batches instead of an exponential one
+    generator.train()
+    try:
+        param = next(generator.parameters())
+        for z in noise_batches:
+            generator(z.to(device=param.device))
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        generator.eval()
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -27,11 +27,12 @@ from .data import BatchLoader, dataset_size, load_dataset
 from .devices import autocast_dtype, pick_device
 from .images import save_grid
 from .losses import discriminator_loss, generator_loss, gradient_penalty
-from .models import build_models, generate, make_noise
+from .models import build_models, generate, make_noise, recalibrate_batch_norm
 from .step import plain_train_step
 
 STAT_NAMES = ("loss_d", "loss_g", "d_real", "d_fake")
 DISPLAY_EVERY = 10  # batches between progress-bar updates: reading losses waits for the device
+RECALIBRATION_IMAGES = 1024  # noise behind the EMA generator's own BatchNorm statistics after each epoch
 
 
 class ArchitectureMismatchError(ValueError):
@@ -208,12 +209,14 @@ class Trainer:
 
     def _build_models(self) -> None:
         torch.manual_seed(self.config.seed)  # the initial weights: the first draw of the run
-        generator, discriminator = (distributed.batch_norm(model, self.group, self.device, self.config.sync_batch_norm)
+        generator, discriminator = (model.to(self.device, memory_format=self.memory_format)
                                     for model in build_models(self.config))
-        self.generator = generator.to(self.device, memory_format=self.memory_format)
-        self.discriminator = discriminator.to(self.device, memory_format=self.memory_format)
         keep_ema = self.config.ema_decay > 0 and self.group.is_main  # only rank 0 samples
-        self.ema_generator = copy.deepcopy(self.generator).eval() if keep_ema else None
+        # Copied before any SyncBatchNorm: rank 0 alone runs the EMA generator, to sample and to recalibrate it.
+        self.ema_generator = copy.deepcopy(generator).eval() if keep_ema else None
+        self.generator, self.discriminator = (
+            distributed.batch_norm(model, self.group, self.device, self.config.sync_batch_norm)
+            for model in (generator, discriminator))
 
     def _build_optimizers(self) -> None:
         cfg = self.config
@@ -427,6 +430,17 @@ class Trainer:
     def _update_ema(self) -> None:
         update_average(self.ema_generator, self.generator, warmed_up_decay(self.config.ema_decay, self.step))
 
+    def recalibrate(self, generator: torch.nn.Module) -> None:
+        """Give an averaged `generator` its own BatchNorm statistics; after each epoch for the EMA generator's
+        samples, FID and checkpoint.
+
+        The same seeded noise every time, away from the training RNGs; the next step's average copies the live
+        statistics back in, so training, and a resume from this checkpoint, go on exactly as they would have.
+        """
+        cfg = self.config
+        noise = make_noise(RECALIBRATION_IMAGES, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 5))
+        recalibrate_batch_norm(generator, noise.split(cfg.batch_size))
+
     def _flush_stats(self) -> None:
         """Move per-batch stats from the device into history (one sync for many batches), averaged over ranks."""
         if self.group.active and self._pending:
@@ -501,6 +515,8 @@ class Trainer:
     def _end_epoch(self, seconds: float) -> None:
         self.epoch += 1
         self.batch_in_epoch = 0
+        if self.ema_generator is not None:
+            self.recalibrate(self.ema_generator)
         # FID and samples on rank 0; every rank records the FID, as the best-checkpoint save needs them all.
         fid = distributed.broadcast(self.evaluate_fid() if self._fid_due() and self.group.is_main else None,
                                     self.group)

@@ -77,7 +77,8 @@ def quality():
 
 def test_quality_comparison_runs_both_loops_over_seeds(quality, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(quality, "SAMPLES", 200)
-    probes = {"no EMA": (0.0, False), "EMA 0.999": (0.999, True), "EMA 0.5 without warm-up": (0.5, False)}
+    probes = {"no EMA": (0.0, False, False), "EMA 0.999": (0.999, True, True),
+              "EMA 0.5 without warm-up": (0.5, False, True), "EMA 0.999, live statistics": (0.999, True, False)}
     row = quality.compare("mnist28", epochs=2, seeds=(0, 1), variants=("dcganlib",), probes=probes, g_features=8,
                           d_features=8, batch_size=500)
     probed = {f"dcganlib, {name}" for name in probes}
@@ -94,7 +95,8 @@ def test_quality_comparison_runs_both_loops_over_seeds(quality, tmp_path, monkey
     # A probe with the Trainer's own decay and warm-up is the Trainer's EMA; the others are other generators.
     fids = {name: [[p["fid"] for p in curve] for curve in runs] for name, runs in row["curves"].items()}
     assert fids["dcganlib, EMA 0.999"] == fids["dcganlib"]
-    assert len({str(fids[name]) for name in ("dcganlib", "dcganlib, no EMA", "dcganlib, EMA 0.5 without warm-up")}) == 3
+    others = ("dcganlib, no EMA", "dcganlib, EMA 0.5 without warm-up", "dcganlib, EMA 0.999, live statistics")
+    assert len({str(fids[name]) for name in ("dcganlib", *others)}) == 4
     summary = row["summary"]
     last = [curve[1]["fid"] for curve in row["curves"]["dcganlib, no EMA"]]
     assert summary["dcganlib, no EMA"]["fid"] == {"median": round(sum(last) / 2, 2), "min": min(last), "max": max(last)}
@@ -135,7 +137,7 @@ def test_an_ema_probe_without_warm_up_averages_from_the_initial_weights(quality,
     config = Config.from_preset("mnist28", dataset="mnist-5k", g_features=4, d_features=4, batch_size=1000)
     trainer = Trainer(config, tmp_path, progress=False, log=lambda message: None)
     expected = [p.detach().clone() for p in trainer.generator.parameters()]
-    probes = quality.EmaProbes(trainer, {"half": (0.5, False), "live": (0.0, False)})
+    probes = quality.EmaProbes(trainer, {"half": (0.5, False, False), "live": (0.0, False, False)})
     step_and_average = trainer.train_step
 
     def by_hand(real):

@@ -5,7 +5,15 @@ import torch
 from torch import nn
 
 from dcganlib.config import PRESETS, Config
-from dcganlib.models import Discriminator, Generator, build_models, init_weights, make_noise, print_shapes
+from dcganlib.models import (
+    Discriminator,
+    Generator,
+    build_models,
+    init_weights,
+    make_noise,
+    print_shapes,
+    recalibrate_batch_norm,
+)
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
@@ -112,3 +120,21 @@ def test_spectral_norm_bounds_every_convolution_of_d(image_size):
         assert largest == pytest.approx(1.0, abs=0.02), f"a convolution's largest singular value is {largest:.3f}"
     assert normed.eval()(x).shape == (8,)
     assert not any("parametrizations" in key for key in plain.state_dict())
+
+
+def test_recalibrated_batch_norm_holds_the_generators_own_statistics():
+    torch.manual_seed(0)
+    generator = Generator(z_dim=8, channels=1, features=4, image_size=28)
+    batches = [make_noise(64, 8), make_noise(32, 8)]
+    first_conv, first_norm = generator.net[0][0], generator.net[0][1]
+    with torch.no_grad():  # what the first BatchNorm sees, batch by batch
+        seen = [first_conv(z) for z in batches]
+    recalibrate_batch_norm(generator, batches)
+    # The plain average over batches of each batch's mean and (unbiased) variance, whatever the momentum was.
+    torch.testing.assert_close(first_norm.running_mean, torch.stack([x.mean((0, 2, 3)) for x in seen]).mean(0))
+    torch.testing.assert_close(first_norm.running_var,
+                               torch.stack([x.transpose(0, 1).flatten(1).var(1) for x in seen]).mean(0))
+    assert first_norm.momentum == 0.1 and not generator.training
+    without_norm = Generator(z_dim=8, channels=1, features=4, image_size=28, batch_norm=False)
+    recalibrate_batch_norm(without_norm, batches)  # nothing to measure: a no-op
+    assert not without_norm.training

@@ -174,6 +174,32 @@ def test_ema_generator_is_kept_and_resumed(tmp_path):
     assert torch.equal(straight.sample(), resumed.sample())
 
 
+def test_the_ema_generator_samples_with_batch_norm_statistics_of_its_own_weights(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(epochs=2, ema_decay=0.9))
+    trainer.fit()
+    ema_norm, live_norm = trainer.ema_generator.net[0][1], trainer.generator.net[0][1]
+    assert not torch.equal(ema_norm.running_mean, live_norm.running_mean)
+    # Measured through the EMA's own first layer on the run's recalibration noise (seed + 5), batch by batch.
+    noise = make_noise(training.RECALIBRATION_IMAGES, trainer.config.z_dim,
+                       generator=torch.Generator().manual_seed(trainer.config.seed + 5))
+    with torch.no_grad():
+        means = [trainer.ema_generator.net[0][0](z).mean((0, 2, 3)) for z in noise.split(trainer.config.batch_size)]
+    torch.testing.assert_close(ema_norm.running_mean, torch.stack(means).mean(0))
+    # The checkpoint holds them too, so an export or a resumed run's first grid draws the same images.
+    saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))["ema_generator"]
+    assert torch.equal(saved["net.0.1.running_mean"], ema_norm.running_mean)
+
+
+def test_the_ema_generator_keeps_plain_batch_norm_under_sync_batch_norm(tmp_path, monkeypatch):
+    # Rank 0 alone runs the EMA generator: a SyncBatchNorm there would wait for the other ranks forever.
+    monkeypatch.setattr(training.distributed, "batch_norm",
+                        lambda module, group, device, sync: torch.nn.SyncBatchNorm.convert_sync_batchnorm(module))
+    trainer = make_trainer(tmp_path, tiny_config(epochs=0))
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.generator.modules())
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.ema_generator.modules())
+    assert set(trainer.ema_generator.state_dict()) == set(trainer.generator.state_dict())
+
+
 def test_fid_every_epoch_keeps_the_best_checkpoint(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(epochs=2, fid_every=1, fid_samples=200))
     trainer.fit()
