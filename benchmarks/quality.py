@@ -149,7 +149,7 @@ def reference_curve(config: Config, epochs: int, noise: torch.Tensor, every: int
     """The canonical loop's FID every `every` of `epochs` epochs."""
     loop = ReferenceLoop(config, load_mnist_5k()[0], seed=config.seed)
     return scored_curves(loop.train_epoch, {REFERENCE: loop.sample}, noise, lambda done, _seconds: done >= epochs,
-                  _every(every))[REFERENCE]
+                         _every(every))[REFERENCE]
 
 
 def library_curves(config: Config, epochs: int, noise: torch.Tensor, min_seconds: float, name: str,
@@ -166,7 +166,8 @@ def library_curves(config: Config, epochs: int, noise: torch.Tensor, min_seconds
             probed = EmaProbes(trainer, probes).samplers()
             samplers.update({f"{name}, {probe}": sample for probe, sample in probed.items()})
         return scored_curves(lambda: trainer.fit(epochs=trainer.epoch + 1), samplers, noise,
-                      lambda done, seconds: done >= epochs and seconds >= min_seconds, _every(every, epochs, *also_at))
+                             lambda done, seconds: done >= epochs and seconds >= min_seconds,
+                             _every(every, epochs, *also_at))
 
 
 def at_time(curve: list[dict], seconds: float) -> dict:

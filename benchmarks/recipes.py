@@ -57,7 +57,7 @@ def curve(folder: Path, seed: int, recipe: dict, epochs: int, every: int) -> lis
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(config, run_dir, progress=False, log=lambda message: None)
         points = scored_curves(lambda: trainer.fit(epochs=trainer.epoch + 1), {"EMA": trainer.sample}, noise,
-                        lambda done, _seconds: done >= epochs, lambda epoch: epoch % every == 0)["EMA"]
+                               lambda done, _seconds: done >= epochs, lambda epoch: epoch % every == 0)["EMA"]
     return [{"epoch": point["epoch"], "steps": point["epoch"] * len(trainer.loader), **point} for point in points]
 
 
