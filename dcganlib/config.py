@@ -35,10 +35,10 @@ PRESETS: dict[str, dict] = {
     # where the course net needs ~6,000. Batch 64: more updates per epoch than 128.
     "mnist32": {"image_size": 32, "channels": 1, "z_dim": 100, "g_features": 64, "d_features": 64, "batch_size": 64},
     # `make demo`: the course net with 4x the updates per epoch (batch 32) and bigger steps (lr 5e-4 for G and D).
-    # On mnist-5k it draws all ten digits within ~10 epochs, where batch 128 at 2e-4 stays one grey blob for ~100;
-    # FID still falls steadily at 40 epochs (benchmarks/quality.py), the length `make demo` trains.
+    # On mnist-5k it draws all ten digits within ~10 epochs, where batch 128 at 2e-4 stays one grey blob for ~100.
+    # FID still falls at 55 epochs (benchmarks/quality.py), which train in about the old demo's (mnist32's) time.
     "demo": {"image_size": 28, "channels": 1, "z_dim": 64, "g_features": 64, "d_features": 16, "batch_size": 32,
-             "lr": 5e-4, "epochs": 40},
+             "lr": 5e-4, "epochs": 55},
     # mnist32's layout in colour for CIFAR-10: the paper's 32 px net at the paper's batch of 128.
     "cifar32": {"image_size": 32, "channels": 3, "z_dim": 100, "g_features": 64, "d_features": 64,
                 "dataset": "cifar10"},

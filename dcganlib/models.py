@@ -178,6 +178,26 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
+def visible_pixels(discriminator: Discriminator) -> Tensor:
+    """(H, W) bool mask of the input pixels that can change D's logit: its receptive field over the image.
+
+    A pixel that no path of convolutions reaches gets an exactly zero gradient; the gradient is taken in eval mode
+    and with respect to the input only, so D's weights, their gradients and its mode are left as they were.
+    """
+    parameter = next(discriminator.parameters())
+    size = discriminator.image_size
+    image = torch.randn(1, discriminator.channels, size, size, generator=torch.Generator().manual_seed(0))
+    image = image.to(parameter.device).requires_grad_()
+    was_training = discriminator.training
+    discriminator.eval()
+    try:
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(discriminator(image).sum(), image)
+    finally:
+        discriminator.train(was_training)
+    return gradient[0].abs().sum(0).cpu() > 0
+
+
 def print_shapes(net: nn.Sequential, x: Tensor) -> None:
     """Push x through `net` one stage at a time (without gradients), printing each stage's layers and output shape."""
     print(f"{'input':>42} {tuple(x.shape)}")

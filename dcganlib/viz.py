@@ -111,8 +111,11 @@ def plot_d_outputs(history: dict, path: str | Path | None = None) -> Figure:
     return _finish(fig, path)
 
 
-def plot_metric(history: dict, key: str = "fid", path: str | Path | None = None) -> Figure:
-    """A per-epoch metric such as FID; epochs where it was not computed (None or NaN) are skipped."""
+def plot_metric(history: dict, key: str = "fid", path: str | Path | None = None, log_scale: bool = False) -> Figure:
+    """A per-epoch metric such as FID; epochs where it was not computed (None or NaN) are skipped.
+
+    log_scale=True draws the values on a log axis, where the late, small gains of a long run stay visible.
+    """
     raw = history.get("epoch", {}).get(key)
     raw = [] if raw is None else raw
     values = np.asarray([np.nan if v is None else v for v in raw], dtype=float)
@@ -124,7 +127,7 @@ def plot_metric(history: dict, key: str = "fid", path: str | Path | None = None)
         raise ValueError(f"history['epoch'] has no {key!r} values: nothing to plot yet (train first)")
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs[known], values[known], marker="o")
-    ax.set(title=f"{key} per epoch", xlabel="epoch", ylabel=key)
+    ax.set(title=f"{key} per epoch", xlabel="epoch", ylabel=key, yscale="log" if log_scale else "linear")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -36,7 +36,7 @@ def test_presets_match_their_sources():
         assert config.batch_size == (64 if name == "mnist32" else 128)
     demo = Config.from_preset("demo")
     assert demo.architecture() == Config.from_preset("mnist28").architecture()
-    assert (demo.batch_size, demo.lr, demo.lr_d, demo.epochs) == (32, 5e-4, None, 40)
+    assert (demo.batch_size, demo.lr, demo.lr_d, demo.epochs) == (32, 5e-4, None, 55)
 
 
 def test_cifar32_is_mnist32_in_colour():

@@ -13,6 +13,7 @@ from dcganlib.models import (
     make_noise,
     print_shapes,
     recalibrate_batch_norm,
+    visible_pixels,
 )
 
 
@@ -138,3 +139,28 @@ def test_recalibrated_batch_norm_holds_the_generators_own_statistics():
     without_norm = Generator(z_dim=8, channels=1, features=4, image_size=28, batch_norm=False)
     recalibrate_batch_norm(without_norm, batches)  # nothing to measure: a no-op
     assert not without_norm.training
+
+
+def test_the_course_critic_never_sees_the_last_six_rows_and_columns():
+    # 28 -> 13 -> 5 -> 1 with kernel 4, stride 2, no padding: the last convolution reads 4 of the 5 x 5 positions.
+    mask = visible_pixels(Discriminator(1, 16, 28))
+    assert mask.shape == (28, 28)
+    assert mask[:22, :22].all()
+    assert not mask[22:].any() and not mask[:, 22:].any()
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_the_paper_critic_sees_every_pixel(size):
+    assert visible_pixels(Discriminator(3, 8, size)).all()
+
+
+def test_visible_pixels_leaves_the_discriminator_and_the_random_stream_alone():
+    discriminator = Discriminator(1, 16, 28).train()
+    norm = next(m for m in discriminator.modules() if isinstance(m, nn.BatchNorm2d))
+    statistics = norm.running_mean.clone()
+    state = torch.random.get_rng_state()
+    visible_pixels(discriminator)
+    assert discriminator.training
+    assert all(p.grad is None for p in discriminator.parameters())
+    assert torch.equal(norm.running_mean, statistics)
+    assert torch.equal(torch.random.get_rng_state(), state)

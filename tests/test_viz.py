@@ -145,6 +145,14 @@ def test_plots_refuse_an_empty_history(plot, history):
         plot(history)
 
 
+def test_plot_metric_draws_the_known_values_on_the_scale_asked_for():
+    history = fake_history()
+    history["epoch"]["fid"] = [None, 400.0, 40.0]
+    linear, log = plot_metric(history), plot_metric(history, log_scale=True)
+    assert linear.axes[0].get_yscale() == "linear" and log.axes[0].get_yscale() == "log"
+    assert list(log.axes[0].lines[0].get_ydata()) == [400.0, 40.0]
+
+
 def test_plot_metric_needs_the_key():
     with pytest.raises(ValueError, match="'fid'"):
         plot_metric(fake_history(fid=False))

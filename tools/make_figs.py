@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     save_grid(trainer.sample(), FIGS / "samples.png")
     plot_losses(history, FIGS / "losses.png")
     plot_d_outputs(history, FIGS / "d_outputs.png")
-    plot_metric(history, "fid", FIGS / "fid.png")
+    plot_metric(history, "fid", FIGS / "fid.png", log_scale=True)
     make_gif(trainer.run_dir, FIGS / "progress.gif", fps=3)
     starts, ends = noise_for_seed(1, z_dim, n=4), noise_for_seed(2, z_dim, n=4)
     for method in ("lerp", "slerp"):
