@@ -9,6 +9,13 @@ DEMO_DIR ?= runs/demo
 
 setup: $(STAMP)
 
+# The Colab journey's runtime (tests/colab_sim.py): Colab's Python where this machine has one (3.13), with Colab's
+# package versions (tests/colab_versions.txt); a CUDA build of torch from PyPI, about 5 GB, running on the CPU.
+COLAB_ENV := $(VENV)/colab
+$(COLAB_ENV)/.installed: tests/colab_versions.txt tools/colab_env.sh
+	bash tools/colab_env.sh $(COLAB_ENV) $(PYTHON) tests/colab_versions.txt
+	touch $@
+
 # Reinstalled only when the dependency lists change; constraints.txt pins the CPU torch/torchvision pair.
 # Beside the venv's ipywidgets 8, Colab's 7.7.1 for tests/test_sliders.py's kernel test: only what the kernel
 # side imports (the front-end bundles widgetsnbextension 3.6 and jupyterlab_widgets 1.x are never loaded).
@@ -29,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/python tools/set_repo_url.py --check
 
 # The browser test needs Debian's Chromium (installed once, as root, as CI runs).
-test: $(STAMP) lint
+test: $(STAMP) $(COLAB_ENV)/.installed lint
 	bash tools/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest
 

@@ -56,6 +56,11 @@ class Child:
         self.kill()
         raise TimeoutError(f"the child did not print {wanted!r} within {timeout:g} s:\n" + self.tail())
 
+    def send(self, line: str) -> None:
+        """Write one line to the child's stdin (a child paused on a read of stdin goes on)."""
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
     def finish(self, timeout: float) -> int:
         """Wait for the child to exit (killing it at the deadline, which raises); its exit code."""
         try:

@@ -38,6 +38,7 @@ import torch
 from dcganlib import checkpoint
 from dcganlib.config import Config
 from dcganlib.devices import pick_device
+from dcganlib.runs import RunDir, checkpoint_name
 from dcganlib.train import STAT_NAMES, Trainer
 
 if __package__:  # imported as benchmarks.gpu_check
@@ -187,15 +188,14 @@ def resume_check(preset: str, device: torch.device, plan: Plan, workdir: Path, *
     failures = [f"{name} run exited with code {code}:\n{run.tail()}"
                 for name, run, code in (("uninterrupted", straight, straight_code), ("resumed", resumed, resumed_code))
                 if code != 0]
-    if row["newest_checkpoint_at_kill"] != checkpoint.checkpoint_name(1):
+    if row["newest_checkpoint_at_kill"] != checkpoint_name(1):
         failures.append(f"newest checkpoint when killed was {row['newest_checkpoint_at_kill']}, expected "
-                        f"{checkpoint.checkpoint_name(1)}")
+                        f"{checkpoint_name(1)}")
     if not (row["resumed_from"] or "").startswith("Resumed from epoch 1 "):
         failures.append(f"the re-run did not resume from epoch 1: {row['resumed_from']!r}")
     if not failures:
-        final = checkpoint.checkpoint_name(3)
-        a = checkpoint.load_checkpoint(checkpoint.checkpoint_dir(straight_dir) / final)
-        b = checkpoint.load_checkpoint(checkpoint.checkpoint_dir(killed_dir) / final)
+        a = checkpoint.load_checkpoint(RunDir(straight_dir).checkpoint(3))
+        b = checkpoint.load_checkpoint(RunDir(killed_dir).checkpoint(3))
         diff = differences(a, b, skip=NOT_COMPARED)
         row.update(tensors_compared=count_tensors(a), differences=diff[:20], differing=len(diff))
         if diff:

@@ -13,12 +13,9 @@ from pathlib import Path
 
 import torch
 
-from . import colab, runs
+from . import colab
 from ._version import REPO_URL, __version__
-
-# Re-exported (the redundant aliases say so): the trainer, benchmarks and tests name checkpoint files from here.
-from .runs import checkpoint_dir as checkpoint_dir
-from .runs import checkpoint_name as checkpoint_name
+from .runs import RunDir
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("epoch", "generator", "discriminator", "opt_g", "opt_d", "config", "history")
@@ -95,15 +92,15 @@ def _check_plain(value: object, where: str) -> None:
 
 
 def save_checkpoint(state: dict, run_dir: str | os.PathLike, *, keep: int = 3, best: bool = False) -> Path:
-    """Atomically save a training state under runs.checkpoint_dir(run_dir), then prune to the newest `keep`.
+    """Atomically save a training state in the run's checkpoint folder, then prune to the newest `keep`.
 
     With best=True the state goes to best.pt instead, through the same checks; pruning never touches best.pt.
     """
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     payload = _payload(state)
-    path = runs.best_path(run_dir) if best else runs.checkpoint_path(
-        run_dir, state["epoch"], state.get("batch_in_epoch", 0))
+    run = RunDir(run_dir)
+    path = run.best if best else run.checkpoint(state["epoch"], state.get("batch_in_epoch", 0))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -113,7 +110,7 @@ def save_checkpoint(state: dict, run_dir: str | os.PathLike, *, keep: int = 3, b
         ) from exc
     written = save_atomic(payload, path)
     if not best:
-        _prune(path.parent, written, keep)
+        _prune(run, written, keep)
     return written
 
 
@@ -127,11 +124,11 @@ def _payload(state: dict) -> dict:
     return {**state, "format_version": FORMAT_VERSION, "library_version": __version__}
 
 
-def _prune(directory: Path, written: Path, keep: int) -> None:
+def _prune(run: RunDir, written: Path, keep: int) -> None:
     # The save already succeeded, so a file that cannot be deleted is only worth a warning.
     global _trash_notice_given
-    stale = [p for p in sorted(directory.glob(runs.CHECKPOINT_GLOB))[:-keep] if p != written]
-    stale += [p for p in directory.glob(f".*{_TMP_MARK}*") if _older_than_process(p)]
+    stale = [p for p in run.checkpoints()[:-keep] if p != written]
+    stale += [p for p in run.checkpoint_dir.glob(f".*{_TMP_MARK}*") if _older_than_process(p)]
     pruned = 0
     for p in stale:
         try:
@@ -142,7 +139,7 @@ def _prune(directory: Path, written: Path, keep: int) -> None:
             continue
         except OSError as exc:
             warnings.warn(f"Could not delete old checkpoint file {p}: {exc.strerror or exc}", stacklevel=3)
-    if pruned and not _trash_notice_given and colab.on_drive(directory):
+    if pruned and not _trash_notice_given and colab.on_drive(run.path):
         # Said once per process: Drive moves deleted files to its Trash, where they still count against the quota.
         warnings.warn(colab.trash_notice(pruned), stacklevel=3)
         _trash_notice_given = True
@@ -214,9 +211,8 @@ def load_file(
 
 
 def _search(run_dir: str | os.PathLike, map_location: str | torch.device) -> tuple[dict, Path] | None:
-    run_dir = runs.open_run_dir(run_dir)
-    # Temp files start with "." and end in ".tmp-<pid>", so runs.checkpoints never lists them.
-    for path in reversed(runs.checkpoints(run_dir)):
+    # Temp files start with "." and end in ".tmp-<pid>", so RunDir.checkpoints never lists them.
+    for path in reversed(RunDir.open(run_dir).checkpoints()):
         try:
             return load_checkpoint(path, map_location), path
         except CheckpointError as exc:
@@ -242,5 +238,5 @@ def require_latest(run_dir: str | os.PathLike) -> tuple[dict, Path]:
     """Like load_latest, but a run with no valid checkpoint is a FileNotFoundError that says to train first."""
     found = load_latest(run_dir)
     if found is None:
-        raise FileNotFoundError(f"no valid checkpoint in {runs.checkpoint_dir(run_dir)}: train first")
+        raise FileNotFoundError(f"no valid checkpoint in {RunDir(run_dir).checkpoint_dir}: train first")
     return found

@@ -19,11 +19,18 @@ from .data import DatasetUnavailableError
 from .devices import DeviceUnavailableError
 from .latent import noise_for_seed
 from .pretrained import export_generator, load_generator
+from .runs import RunDir
 from .train import ArchitectureMismatchError, Trainer
 
+
+class CountError(ValueError):
+    """A count option (--n, --nrow, --fps) below 1; the message names the option."""
+
+
 # Errors a user can fix; anything else is a bug and keeps its traceback (so no bare ValueError here).
-USER_ERRORS = (ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
-               DeviceUnavailableError, DriveUnavailableError, FileNotFoundError, runs.RunDirInUseError)
+USER_ERRORS = (CountError, ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
+               DeviceUnavailableError, DriveUnavailableError, FileNotFoundError, runs.RunDirInUseError,
+               runs.RunTakenOverError)
 
 
 def _train(args) -> None:
@@ -42,19 +49,27 @@ def _train(args) -> None:
     try:  # under torchrun: one such process per rank, of which rank 0 writes
         trainer = Trainer(config, run_dir, resume=not args.fresh, device=args.device, found=found)
         trainer.fit()
+        trainer.ensure_run_held()  # the report is written only by a trainer that still owns the run
     finally:
         distributed.leave()
     if not trainer.step or not trainer.group.is_main:  # --epochs 0 on a new run: nothing trained, nothing to plot
         return
-    paths = viz.write_report(run_dir, trainer.history, trainer.sampling_generator, trainer.fixed_noise)
+    paths = viz.write_report(trainer.run, trainer.history, trainer.sampling_generator, trainer.fixed_noise)
     # The newest checkpoint is the one holding the trainer's state: named from it, not searched for and loaded.
-    newest = runs.checkpoint_path(run_dir, trainer.epoch, trainer.batch_in_epoch)
+    newest = trainer.run.checkpoint(trainer.epoch, trainer.batch_in_epoch)
     print(f"Trained to epoch {trainer.epoch} in {time.monotonic() - started:.0f} s. Wrote:")
     for path in [*paths.values(), newest]:
         print(f"  {path}")
 
 
+def _require_counts(args, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) < 1:
+            raise CountError(f"--{name} must be a whole number of at least 1, got {getattr(args, name)}")
+
+
 def _sample(args) -> None:
+    _require_counts(args, "n", "nrow")
     generator = load_generator(args.run_dir)
     noise = noise_for_seed(args.seed, generator.z_dim, n=args.n)
     with torch.no_grad():
@@ -63,14 +78,15 @@ def _sample(args) -> None:
 
 
 def _gif(args) -> None:
+    _require_counts(args, "fps")
     print(viz.make_gif(args.run_dir, args.out, fps=args.fps))
 
 
 def _plot(args) -> None:
     history = checkpoint.require_latest(args.run_dir)[0]["history"]
     out_dir = args.out_dir or args.run_dir
-    for plot, path in ((viz.plot_losses, runs.losses_path(out_dir)),
-                       (viz.plot_d_outputs, runs.d_outputs_path(out_dir))):
+    out = RunDir(out_dir)
+    for plot, path in ((viz.plot_losses, out.losses), (viz.plot_d_outputs, out.d_outputs)):
         plot(history, path)
         print(path)
 

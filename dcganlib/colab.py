@@ -85,12 +85,6 @@ def trash_notice(pruned_bytes: int) -> str:
             "after 30 days). Set keep_checkpoints lower to keep fewer on Drive.")
 
 
-def tensorboard_dir(run_dir: str | os.PathLike) -> Path:
-    """Where a run's TensorBoard logs go: the VM's local disk on Colab, else run_dir/tensorboard."""
-    run_dir = Path(run_dir)
-    return COLAB_TENSORBOARD / run_dir.name if in_colab() else run_dir / "tensorboard"
-
-
 def run_directory(name: str, *, local: bool = False, base=None) -> Path:
     """The run dir for `name`: `base/name` if given, else Drive's MyDrive/dcgan/name on Colab, else runs/name."""
     if not name or Path(name).name != name:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,9 +153,11 @@ class Config:
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> Config:
-        """The preset's values with `overrides` on top; a colour data set on a grayscale preset needs `channels`."""
+        """The preset's values with `overrides` on top (an override of None keeps the preset's value); a colour data
+        set on a grayscale preset needs `channels`."""
         if name not in PRESETS:
             raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+        overrides = {field: value for field, value in overrides.items() if value is not None}
         values = {"preset": name, **PRESETS[name], **overrides}
         dataset = values.get("dataset", cls.dataset)
         # An explicit channels=1 is the opt-in to grey images; only the preset's silent 1 is refused.
@@ -160,6 +165,21 @@ class Config:
         if silent_grey and dataset in DATASETS and DATASETS[dataset].channels == 3:
             raise ConfigError(_grey_preset_message(dataset, name))
         return cls(**values)
+
+    def run_name(self) -> str:
+        """A run folder name from the preset and data set, such as "demo-mnist-5k", plus a short digest of the
+        network and recipe fields that differ from the preset's: changing one of those starts a new run rather than
+        resuming another run's checkpoint, while run-control fields (epochs, ...) keep the name."""
+        folder = self.dataset.startswith("folder:")
+        dataset = f"folder-{Path(self.dataset.removeprefix('folder:')).name}" if folder else self.dataset
+        name = f"{self.preset}-" + re.sub(r"[^A-Za-z0-9._-]+", "-", dataset).strip("-")
+        reference = {field.name: PRESETS[self.preset].get(field.name, field.default)
+                     for field in dataclasses.fields(self) if field.metadata["class"] != RUN_CONTROL}
+        changed = {field: getattr(self, field) for field, value in reference.items()
+                   if field not in ("preset", "dataset") and getattr(self, field) != value}
+        if changed:
+            name += "-" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:6]
+        return name
 
     @property
     def offline_fid(self) -> bool:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import checkpoint, runs
+from . import checkpoint, colab
 from .models import Generator
+from .runs import ASSETS, RunDir
 
-SHIPPED_GENERATOR = runs.ASSETS / "mnist28_generator.pt"
+SHIPPED_GENERATOR = ASSETS / "mnist28_generator.pt"
 # What the generator is built from: D's sizes and spectral norm do not matter to it.
 GENERATOR_FIELDS = ("image_size", "channels", "z_dim", "g_features", "batch_norm")
 _ADVICE = "Point to a run dir, a checkpoint, or a file written by export_generator (`python -m dcganlib export`)."
@@ -18,12 +19,12 @@ def export_generator(run_dir, path=None) -> Path:
     state, source = checkpoint.require_latest(run_dir)
     exported = {"generator": _sampling_weights(state), "architecture": _architecture(state, source),
                 "epoch": state["epoch"], "source": source.name, "format_version": checkpoint.FORMAT_VERSION}
-    return checkpoint.save_atomic(exported, Path(path) if path else runs.generator_path(run_dir))
+    return checkpoint.save_atomic(exported, Path(path) if path else RunDir(run_dir).generator)
 
 
 def load_generator(source=None, device="cpu") -> Generator:
     """A generator in eval mode from a run dir, a checkpoint, an exported file, or (default) the shipped one."""
-    path = runs.open_run_dir(source) if source is not None else SHIPPED_GENERATOR
+    path = colab.ensure_drive(source) if source is not None else SHIPPED_GENERATOR
     if path.is_dir():
         state, path = checkpoint.require_latest(path)
     elif path.is_file():

@@ -1,4 +1,4 @@
-"""Where dcganlib's files live: a run folder's layout (checkpoints, samples, config, plots) and the shipped assets.
+"""A run folder: its layout (checkpoints, samples, config, plots), its TensorBoard location and its lock.
 
     <run_dir>/
         config.yaml                       the run's Config
@@ -8,63 +8,35 @@
         generator.pt                      a small exported generator for sampling and latent walks
         grid.png losses.png d_outputs.png progress.gif    the report
         tensorboard/                      TensorBoard logs (on Colab they stay on the VM instead)
-        trainer.lock                      who trains here now: pid and host, refreshed every minute (RunLock)
+        trainer.lock                      the trainer that may write here (RunLock), or the last one, released
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
 
 from . import colab
 
 # Files shipped inside the package (the pretrained generator, the FID classifier), not part of any run.
 ASSETS = Path(__file__).resolve().parent / "assets"
 
-CONFIG = "config.yaml"
-CHECKPOINTS = "checkpoints"
 CHECKPOINT_GLOB = "ckpt_epoch_*.pt"  # never matches temp files, which start with "."
-BEST = "best.pt"
-SAMPLES = "samples"
 FRAME_GLOB = "epoch_*.png"
-GENERATOR = "generator.pt"
-GRID = "grid.png"
-LOSSES = "losses.png"
-D_OUTPUTS = "d_outputs.png"
-PROGRESS_GIF = "progress.gif"
 LOCK = "trainer.lock"
-# The lock's mtime is its heartbeat. A lock from another host can only be judged by its age; Google Drive may
-# sync a touch minutes late, so stale means many heartbeats missed.
-HEARTBEAT_SECONDS = 60.0
-STALE_AFTER_SECONDS = 15 * 60.0
-
-
-def open_run_dir(run_dir: str | os.PathLike) -> Path:
-    """`run_dir` as a Path, mounting Google Drive first when it lies on Drive in a fresh Colab runtime."""
-    return colab.ensure_drive(run_dir)
-
-
-def config_path(run_dir: str | os.PathLike) -> Path:
-    """The run's config.yaml."""
-    return Path(run_dir) / CONFIG
-
-
-def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
-    """The folder holding a run's checkpoints."""
-    return Path(run_dir) / CHECKPOINTS
+UNREADABLE_RETRIES = 20  # tenths of a second to wait for a lock file that another trainer is writing
 
 
 def checkpoint_name(epoch: int, batch_in_epoch: int = 0) -> str:
     """The file name for a checkpoint taken after `epoch` epochs and `batch_in_epoch` more batches."""
-    # Fixed widths keep lexicographic order chronological, which latest_checkpoint and pruning rely on.
+    # Fixed widths keep lexicographic order chronological, which the listings and pruning rely on.
     if not 0 <= epoch <= 9999 or not 0 <= batch_in_epoch <= 999_999:
         raise ValueError(
             f"need 0 <= epoch <= 9999 and 0 <= batch_in_epoch <= 999999, got {epoch}, {batch_in_epoch}"
@@ -74,177 +46,238 @@ def checkpoint_name(epoch: int, batch_in_epoch: int = 0) -> str:
     return f"ckpt_epoch_{epoch:04d}.pt"
 
 
-def checkpoint_path(run_dir: str | os.PathLike, epoch: int, batch_in_epoch: int = 0) -> Path:
-    """The checkpoint file for `epoch` (and `batch_in_epoch` more batches) in the run."""
-    return checkpoint_dir(run_dir) / checkpoint_name(epoch, batch_in_epoch)
+class RunDir(os.PathLike):
+    """One run folder: where each of its files lives. `RunDir(path)` touches nothing; `RunDir.open` mounts Drive."""
 
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
 
-def checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """The run's checkpoint files, oldest first (best.pt and temp files excluded)."""
-    return sorted(checkpoint_dir(run_dir).glob(CHECKPOINT_GLOB))
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> RunDir:
+        """The run folder at `path`, mounting Google Drive first when it lies on Drive in a fresh Colab runtime."""
+        return cls(colab.ensure_drive(path))
 
+    def __fspath__(self) -> str:
+        return os.fspath(self.path)
 
-def best_path(run_dir: str | os.PathLike) -> Path:
-    """The checkpoint with the best FID so far."""
-    return checkpoint_dir(run_dir) / BEST
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
 
+    @property
+    def config(self) -> Path:
+        """The run's config.yaml."""
+        return self.path / "config.yaml"
 
-def samples_dir(run_dir: str | os.PathLike) -> Path:
-    """The folder of per-epoch sample grids."""
-    return Path(run_dir) / SAMPLES
+    @property
+    def checkpoint_dir(self) -> Path:
+        """The folder holding the run's checkpoints."""
+        return self.path / "checkpoints"
 
+    def checkpoint(self, epoch: int, batch_in_epoch: int = 0) -> Path:
+        """The checkpoint file for `epoch` (and `batch_in_epoch` more batches)."""
+        return self.checkpoint_dir / checkpoint_name(epoch, batch_in_epoch)
 
-def frame_path(run_dir: str | os.PathLike, epoch: int) -> Path:
-    """The fixed-noise sample grid written after `epoch`; zero padding keeps sorted frames in order."""
-    return samples_dir(run_dir) / f"epoch_{epoch:04d}.png"
+    def checkpoints(self) -> list[Path]:
+        """The checkpoint files, oldest first (best.pt and temp files excluded)."""
+        return sorted(self.checkpoint_dir.glob(CHECKPOINT_GLOB))
 
+    @property
+    def best(self) -> Path:
+        """The checkpoint with the best FID so far."""
+        return self.checkpoint_dir / "best.pt"
 
-def frames(run_dir: str | os.PathLike) -> list[Path]:
-    """The run's per-epoch sample grids, oldest first."""
-    return sorted(samples_dir(run_dir).glob(FRAME_GLOB))
+    @property
+    def samples_dir(self) -> Path:
+        """The folder of per-epoch sample grids."""
+        return self.path / "samples"
 
+    def frame(self, epoch: int) -> Path:
+        """The fixed-noise sample grid written after `epoch`; zero padding keeps sorted frames in order."""
+        return self.samples_dir / f"epoch_{epoch:04d}.png"
 
-def generator_path(run_dir: str | os.PathLike) -> Path:
-    """The default file for an exported generator."""
-    return Path(run_dir) / GENERATOR
+    def frames(self) -> list[Path]:
+        """The per-epoch sample grids, oldest first."""
+        return sorted(self.samples_dir.glob(FRAME_GLOB))
 
+    @property
+    def generator(self) -> Path:
+        """The default file for an exported generator."""
+        return self.path / "generator.pt"
 
-def grid_path(run_dir: str | os.PathLike) -> Path:
-    """The report's sample grid."""
-    return Path(run_dir) / GRID
+    @property
+    def grid(self) -> Path:
+        """The report's sample grid."""
+        return self.path / "grid.png"
 
+    @property
+    def losses(self) -> Path:
+        """The report's loss curves."""
+        return self.path / "losses.png"
 
-def losses_path(run_dir: str | os.PathLike) -> Path:
-    """The report's loss curves."""
-    return Path(run_dir) / LOSSES
+    @property
+    def d_outputs(self) -> Path:
+        """The report's D(x) and D(G(z)) curves."""
+        return self.path / "d_outputs.png"
 
+    @property
+    def progress_gif(self) -> Path:
+        """The report's animation of the per-epoch frames."""
+        return self.path / "progress.gif"
 
-def d_outputs_path(run_dir: str | os.PathLike) -> Path:
-    """The report's D(x) and D(G(z)) curves."""
-    return Path(run_dir) / D_OUTPUTS
+    @property
+    def tensorboard(self) -> Path:
+        """Where TensorBoard logs go: tensorboard/ here, or the VM's local disk on Colab (Drive syncs them badly)."""
+        return colab.COLAB_TENSORBOARD / self.path.name if colab.in_colab() else self.path / "tensorboard"
 
+    @property
+    def lock_file(self) -> Path:
+        """The file naming the trainer that may write here now."""
+        return self.path / LOCK
 
-def progress_gif_path(run_dir: str | os.PathLike) -> Path:
-    """The report's animation of the per-epoch frames."""
-    return Path(run_dir) / PROGRESS_GIF
-
-
-def tensorboard_dir(run_dir: str | os.PathLike) -> Path:
-    """Where TensorBoard logs go: run_dir/tensorboard, or the VM's local disk on Colab (Drive syncs them badly)."""
-    return colab.tensorboard_dir(run_dir)
-
-
-def lock_path(run_dir: str | os.PathLike) -> Path:
-    """The file naming the process that trains in the run now."""
-    return Path(run_dir) / LOCK
+    def write_config(self, config) -> Path:
+        """Save `config` (a Config) as the run's config.yaml."""
+        return config.save_yaml(self.config)
 
 
 class RunDirInUseError(RuntimeError):
-    """Another live trainer holds the run dir; the message names its process and host and what to do."""
+    """A live trainer on this machine holds the run dir; the message names its process and what to do."""
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process `pid` on this host is running (a zombie, killed but not yet reaped, is not)."""
-    if sys.platform == "win32":  # os.kill(pid, 0) would end the process there: only the heartbeat can tell
-        return True
+class RunTakenOverError(RuntimeError):
+    """A newer trainer took the run dir over; this one stops before writing anything more."""
+
+
+def host_name() -> str:
+    """This machine's name: a new Colab runtime, even after a mere disconnect, is a new machine with a new name."""
+    return socket.gethostname()
+
+
+def _process_started(pid: int) -> float | None:
+    """When process `pid` on this machine started (seconds since the epoch; 0.0 if hidden from us), or None if it is
+    not running."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but another user's
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:  # killed, not yet reaped
+            return None
+        return process.create_time()
+    except (psutil.NoSuchProcess, ValueError):  # ValueError: not a pid at all
+        return None
+    except psutil.AccessDenied:  # another user's process: running, but its start time is not ours to read
+        return 0.0
 
 
 class RunLock:
-    """One trainer per run dir: `run_dir/trainer.lock` names the holder's pid and host.
+    """One writing trainer per run dir: `trainer.lock` names it (host, pid, when it started, a random token).
 
-    A lock whose process is gone (same host, pid not running) or whose heartbeat (the file's mtime, refreshed every
-    HEARTBEAT_SECONDS while held) is older than STALE_AFTER_SECONDS is taken over with a message. The same process
-    may take its own lock again (a notebook cell re-run builds a new Trainer).
+    Taking the lock: a released lock is free; a lock from another machine is taken over at once, since on Colab it
+    belongs to a runtime that a disconnect replaced; a lock on this machine is taken over once its process has
+    ended (a crash, a kill, a closed kernel), or when it is this process's own (a re-run notebook cell); a running
+    trainer on this machine keeps its lock, and a second one is a RunDirInUseError. Nothing depends on clocks or
+    on how fast Drive syncs. The token is a fence: a trainer that was taken over finds another token in the file
+    when `ensure_held` looks, before each of its writes, and stops.
     """
 
     def __init__(self, run_dir: str | os.PathLike, log: Callable[[str], None] = print):
-        self.path = lock_path(run_dir)
+        self.run = RunDir(run_dir)
+        self.path = self.run.lock_file
         self.log = log
-        self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "token": uuid.uuid4().hex,
-                      "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-        self._stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
+        self.owner = {"host": host_name(), "pid": os.getpid(), "process_started": _process_started(os.getpid()),
+                      "token": uuid.uuid4().hex, "since": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+        self._holding = False  # between a successful acquire() and release()
+        self._lost: str | None = None  # what to say once another trainer has taken the run over
 
     @property
     def held(self) -> bool:
-        """Whether the lock file names this lock (and not a later holder)."""
-        return (self._read() or {}).get("token") == self.owner["token"]
+        """Whether the lock file names this lock, not released (and not a later holder)."""
+        holder = self._read() or {}
+        return holder.get("token") == self.owner["token"] and not holder.get("released")
 
     def acquire(self) -> RunLock:
-        """Take the lock, taking over a stale one; a live holder is a RunDirInUseError. Starts the heartbeat."""
-        if not self.held:
-            self._take()
-        if self._heartbeat is None or not self._heartbeat.is_alive():
-            self._stop.clear()
-            self._heartbeat = threading.Thread(target=self._beat, name=f"heartbeat {self.path}", daemon=True)
-            self._heartbeat.start()
+        """Take the lock (taking over a gone or remote holder, with a message); a live local holder refuses.
+
+        Called again while held, it only checks that the lock is still this one's; once taken over, it never
+        takes the lock back (build a new Trainer, which resumes from the newest checkpoint).
+        """
+        if self._holding or self._lost:
+            self.ensure_held()
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        holder = self._read()
+        for _ in range(UNREADABLE_RETRIES):  # an unreadable lock is being written by another trainer just now
+            if holder is not None or self._create():
+                break
+            time.sleep(0.1)
+            holder = self._read()
+        if holder is None and not self.held:
+            self._write_over()
+            self.log(f"Took over {self.run.path} whose lock file is unreadable.")
+        elif holder is not None and not self.held:  # another trainer's lock, or a released one
+            why = self._take_over_reason(holder)
+            if why is None:
+                raise RunDirInUseError(self._in_use_message(holder))
+            self._write_over()
+            if why:
+                self.log(f"Took over {self.run.path} {why}.")
+        self._holding = True
         return self
 
-    def release(self) -> None:
-        """Stop the heartbeat and delete the lock file, unless another trainer has taken it over since."""
-        self._stop.set()
-        if self._heartbeat is not None and self._heartbeat is not threading.current_thread():
-            self._heartbeat.join(timeout=5)  # gone before a later acquire() starts the next one
-        if self.held:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
-
-    def _take(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):  # a lost race with another trainer taking over the same stale lock: look again
-            try:
-                with self.path.open("x") as file:  # O_EXCL: exactly one creator wins
-                    json.dump(self.owner, file)
+    def ensure_held(self) -> None:
+        """Raise RunTakenOverError if another trainer has taken the run dir over since this one took it."""
+        if self._lost is None:
+            holder = self._read()
+            if holder is None or holder.get("token") == self.owner["token"]:
                 return
-            except FileExistsError:
-                pass
-            holder, age = self._read() or {}, self._age()
-            if age is None or (not holder and age < 10):
-                time.sleep(0.5)  # deleted, or being written, just now: look again
-                continue
-            why = self._stale_reason(holder, age)
-            if why is None:
-                raise RunDirInUseError(self._in_use_message(holder, age))
-            with contextlib.suppress(FileNotFoundError):
-                # A rename succeeds for one taker only; the loser finds the winner's fresh lock next time round.
-                self.path.rename(self.path.with_name(f".{LOCK}.stale-{self.owner['token']}"))
-                self.path.with_name(f".{LOCK}.stale-{self.owner['token']}").unlink()
-                if holder.get("pid") != self.owner["pid"] or holder.get("host") != self.owner["host"]:
-                    self.log(f"Taking over {self.path}: {why}.")
-        raise RunDirInUseError(f"could not take {self.path}: other trainers keep taking it; stop them and retry")
+            self._lost = (
+                f"{self.run.path} was taken over by process {holder.get('pid')} on host {holder.get('host')} (since "
+                f"{holder.get('since')}): this trainer stops without writing, and the run goes on there. To train "
+                "here again, build a new Trainer (re-run the load cell): it resumes from the newest checkpoint")
+        raise RunTakenOverError(self._lost)
 
-    def _stale_reason(self, holder: dict, age: float) -> str | None:
-        """Why the lock `holder` may be taken over, or None while its trainer may still be running."""
-        if not holder:
-            return "it is unreadable"
-        same_host = holder.get("host") == self.owner["host"]
-        if same_host and holder.get("pid") == self.owner["pid"]:
-            return "it is this process's own"
-        if same_host and not _pid_alive(int(holder.get("pid", -1))):
-            return f"its process {holder.get('pid')} on this host ({holder.get('host')}) is no longer running"
-        if age > STALE_AFTER_SECONDS:
-            return (f"its trainer (process {holder.get('pid')} on host {holder.get('host')}) has not refreshed it "
-                    f"for {age / 60:.0f} minutes")
+    def release(self) -> None:
+        """Mark the lock free for the next trainer, unless another trainer has taken it over since.
+
+        The file stays, naming this lock as released: a trainer that was taken over earlier still finds another
+        token in it, and stops, even after the newer trainer has finished.
+        """
+        self._holding = False
+        if self.held:
+            self._write_over(released=True)
+
+    def _take_over_reason(self, holder: dict) -> str | None:
+        """Why `holder`'s lock may be taken over ("" when nothing needs saying), or None while it trains here."""
+        if holder.get("released"):
+            return ""
+        if holder.get("host") != self.owner["host"]:
+            return (f"from process {holder.get('pid')} on host {holder.get('host')} (training since "
+                    f"{holder.get('since')}): this is another machine, as after a Colab disconnect; if that trainer "
+                    "still runs, it stops before its next save")
+        if holder.get("pid") == self.owner["pid"]:
+            return ""  # this process's own: a notebook cell that builds a new Trainer again
+        started, recorded = _process_started(int(holder.get("pid", -1))), holder.get("process_started")
+        reused = bool(started and recorded) and abs(started - recorded) > 1  # its pid now names another process
+        if started is None or reused:
+            return f"from process {holder.get('pid')}, which is no longer running"
         return None
 
-    def _in_use_message(self, holder: dict, age: float) -> str:
-        run_dir = self.path.parent
-        elsewhere = holder.get("host") != self.owner["host"]
-        gone = (f"If it is gone (a closed runtime on another machine), the lock is taken over "
-                f"{STALE_AFTER_SECONDS / 60:.0f} minutes after its last refresh ({age / 60:.0f} min ago), or delete "
-                f"{self.path} now." if elsewhere else f"If that process is not a trainer, delete {self.path}.")
-        return (f"run dir {run_dir} is in use by process {holder.get('pid')} on host {holder.get('host')} (training "
-                f"since {holder.get('started')}): two trainers would overwrite each other's checkpoints. Wait for it "
-                f"to finish or stop it, or train in another run dir. {gone}")
+    def _in_use_message(self, holder: dict) -> str:
+        return (f"run dir {self.run.path} is in use by process {holder.get('pid')} on this machine (training since "
+                f"{holder.get('since')}): two trainers would overwrite each other's checkpoints. Wait for it to "
+                "finish or stop it, or train in another run dir")
+
+    def _create(self) -> bool:
+        """Create the lock file if there is none (exactly one creator wins); whether this lock created it."""
+        try:
+            with self.path.open("x") as file:
+                json.dump({**self.owner, "released": False}, file)
+        except FileExistsError:
+            return False
+        return True
+
+    def _write_over(self, released: bool = False) -> None:
+        """Replace the lock file with this lock's in one rename, so that no reader sees half a file."""
+        temporary = self.path.with_name(f".{LOCK}.{self.owner['token']}")
+        temporary.write_text(json.dumps({**self.owner, "released": released}))
+        temporary.replace(self.path)
 
     def _read(self) -> dict | None:
         try:
@@ -252,17 +285,3 @@ class RunLock:
         except (OSError, ValueError):
             return None
         return holder if isinstance(holder, dict) else None
-
-    def _age(self) -> float | None:
-        try:
-            return time.time() - self.path.stat().st_mtime
-        except OSError:
-            return None
-
-    def _beat(self) -> None:
-        """Refresh the file's mtime while this lock holds it; stop once released or taken over."""
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            if not self.held:
-                return
-            with contextlib.suppress(OSError):
-                os.utime(self.path)

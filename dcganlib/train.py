@@ -131,7 +131,9 @@ class Trainer:
 
     `found` is that checkpoint as (state, path) when the caller has already loaded it, so it is read once.
     Under torchrun each process builds its own Trainer; together they train one run (rank 0 writes the files).
-    The run dir is locked from here until `fit` returns: a second trainer there is a `runs.RunDirInUseError`.
+    The run dir is locked from here until `fit` returns (`runs.RunLock`): a second trainer on this machine is a
+    `runs.RunDirInUseError`; a trainer on another machine takes the run over, and this one stops with a
+    `runs.RunTakenOverError` before its next write.
     """
 
     def __init__(self, config: Config | None, run_dir, *, device=None, resume: bool = True,
@@ -139,10 +141,10 @@ class Trainer:
                  found: tuple[dict, Path] | None = None):
         # First: an unusable device fails before the run dir is touched.
         self.device, self.group = distributed.join(pick_device(device))
-        self.run_dir = runs.open_run_dir(run_dir)
+        self.run = runs.RunDir.open(run_dir)
         self.log = log if self.group.is_main else _quiet
         self.progress = progress and self.group.is_main
-        self._lock = runs.RunLock(self.run_dir, log=self.log)
+        self._lock = runs.RunLock(self.run, log=self.log)
         self._hold_lock()
         try:
             found = self._find_checkpoint(config, resume, found)
@@ -167,11 +169,19 @@ class Trainer:
     # --- construction, in the order __init__ runs it -----------------------------------------------------
     def _hold_lock(self) -> None:
         """Take the run dir's lock: rank 0 for its whole group, which hears of a refusal and raises it too."""
+        self._on_main_for_all(self._lock.acquire)
+
+    def ensure_run_held(self) -> None:
+        """Before a write: raise runs.RunTakenOverError on every rank if another trainer has taken the run over."""
+        self._on_main_for_all(self._lock.ensure_held)
+
+    def _on_main_for_all(self, action: Callable[[], object]) -> None:
+        """Run `action` on rank 0; a lock or run-dir error it raises is raised on every rank."""
         error = None
         if self.group.is_main:
             try:
-                self._lock.acquire()
-            except runs.RunDirInUseError as refused:
+                action()
+            except (runs.RunDirInUseError, runs.RunTakenOverError) as refused:
                 error = refused
             except OSError as unwritable:
                 error = self._unwritable(unwritable)
@@ -180,7 +190,7 @@ class Trainer:
             raise error
 
     def _unwritable(self, error: OSError) -> checkpoint.CheckpointError:
-        return checkpoint.CheckpointError(f"cannot write to the run dir {self.run_dir} ({error}); choose a writable "
+        return checkpoint.CheckpointError(f"cannot write to the run dir {self.run.path} ({error}); choose a writable "
                                           "folder (on Colab, check that Drive is mounted)")
 
     def _find_checkpoint(self, config: Config | None, resume: bool,
@@ -189,9 +199,9 @@ class Trainer:
         if not resume:
             found = None
         elif found is None:
-            found = checkpoint.load_latest(self.run_dir)
+            found = checkpoint.load_latest(self.run)
         if found is None and config is None:
-            raise FileNotFoundError(f"no checkpoint in {runs.checkpoint_dir(self.run_dir)} to resume from; "
+            raise FileNotFoundError(f"no checkpoint in {self.run.checkpoint_dir} to resume from; "
                                     "choose a preset to start a new run")
         return found
 
@@ -199,7 +209,7 @@ class Trainer:
         if not self.group.is_main:
             return
         try:
-            self.config.save_yaml(runs.config_path(self.run_dir))
+            self.run.write_config(self.config)
         except OSError as error:  # fail now, not after loading data and an epoch of training
             raise self._unwritable(error) from error
 
@@ -292,7 +302,7 @@ class Trainer:
         self.history = empty_history()
         self._pending: list[torch.Tensor] = []  # per-batch stats still on the device
         if found is None:
-            self.log(f"Starting fresh in {self.run_dir}.")
+            self.log(f"Starting fresh in {self.run.path}.")
             return
         state, path = found
         self.load_state_dict(state)
@@ -304,7 +314,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as error:
             raise ImportError("tensorboard=True needs the tensorboard package: pip install tensorboard") from error
-        return SummaryWriter(str(runs.tensorboard_dir(self.run_dir)))
+        return SummaryWriter(str(self.run.tensorboard))
 
     # --- state -------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -373,14 +383,15 @@ class Trainer:
     def save_checkpoint(self, *, best: bool = False) -> Path:
         """Write the current state atomically under run_dir/checkpoints and prune old ones (best=True: best.pt).
 
-        Under torchrun every rank calls it: rank 0 writes, and all wait until the file is complete.
+        Under torchrun every rank calls it: rank 0 writes, and all wait until the file is complete. A trainer whose
+        run dir was taken over raises runs.RunTakenOverError instead, having written nothing.
         """
+        self.ensure_run_held()
         state = self.state_dict()
         if self.group.is_main:
-            path = checkpoint.save_checkpoint(state, self.run_dir, keep=self.config.keep_checkpoints, best=best)
+            path = checkpoint.save_checkpoint(state, self.run, keep=self.config.keep_checkpoints, best=best)
         else:
-            path = runs.best_path(self.run_dir) if best else runs.checkpoint_path(
-                self.run_dir, self.epoch, self.batch_in_epoch)
+            path = self.run.best if best else self.run.checkpoint(self.epoch, self.batch_in_epoch)
         distributed.barrier(self.group)
         return path
 
@@ -468,10 +479,10 @@ class Trainer:
 
     def interrupted_advice(self) -> str:
         """What an interrupted run keeps and how to go on: the newest checkpoint, and Drive's upload lag."""
-        newest = checkpoint.latest_checkpoint(self.run_dir)
+        newest = checkpoint.latest_checkpoint(self.run)
         kept = f"the newest checkpoint is {newest}" if newest else "no checkpoint was written yet"
         advice = f"Interrupted during epoch {self.epoch + 1}: {kept}. Run the same cells (or command) to resume."
-        if colab.on_drive(self.run_dir):
+        if colab.on_drive(self.run.path):
             advice += (" Drive uploads lag the runtime: before closing this tab, run dcganlib.flush_drive() so "
                        "the newest checkpoint reaches Drive.")
         return advice
@@ -521,6 +532,7 @@ class Trainer:
         fid = distributed.broadcast(self.evaluate_fid() if self._fid_due() and self.group.is_main else None,
                                     self.group)
         self._record_epoch(seconds, fid)
+        self.ensure_run_held()
         if self.group.is_main:
             self.save_samples()
         # best.pt first, so that the epoch's checkpoint carries this epoch's best FID to a resumed run.
@@ -593,7 +605,8 @@ class Trainer:
 
     def save_samples(self) -> Path:
         """The fixed-noise grid of the epoch just completed, as samples/epoch_NNNN.png."""
-        return save_grid(self.sample(), runs.frame_path(self.run_dir, self.epoch))
+        self._lock.ensure_held()
+        return save_grid(self.sample(), self.run.frame(self.epoch))
 
 
 def seconds_per_step(config: Config, device=None, steps: int = 3) -> float:

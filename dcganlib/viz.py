@@ -16,10 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
-from . import runs
 from .directions import Direction, direction_sweeps
 from .images import image_grid, save_grid
 from .models import generate
+from .runs import FRAME_GLOB, RunDir
 
 _DPI = 100
 
@@ -136,12 +136,12 @@ def plot_metric(history: dict, key: str = "fid", path: str | Path | None = None,
 
 def make_gif(run_dir: str | Path, path: str | Path | None = None, fps: int = 4) -> Path:
     """Animate a run's per-epoch sample grids into a looping GIF (default <run>/progress.gif)."""
-    run_dir = runs.open_run_dir(run_dir)
-    frames = runs.frames(run_dir)
+    run = RunDir.open(run_dir)
+    frames = run.frames()
     if not frames:
-        raise FileNotFoundError(f"no {runs.FRAME_GLOB} frames in {runs.samples_dir(run_dir)}: training writes one "
-                                "sample grid per epoch there")
-    path = Path(path) if path is not None else runs.progress_gif_path(run_dir)
+        raise FileNotFoundError(f"no {FRAME_GLOB} frames in {run.samples_dir}: training writes one sample grid per "
+                                "epoch there")
+    path = Path(path) if path is not None else run.progress_gif
     path.parent.mkdir(parents=True, exist_ok=True)
     # mode="RGB" so grayscale and RGB frames stack alike; duration is milliseconds per frame, loop=0 forever.
     stack = np.stack([iio.imread(frame, mode="RGB") for frame in frames])
@@ -153,16 +153,13 @@ def write_report(
     run_dir: str | Path, history: dict, generator: Callable[[Tensor], Tensor], z: Tensor, nrow: int = 8
 ) -> dict[str, Path]:
     """Write grid.png, losses.png, d_outputs.png and progress.gif (when frames exist) into the run folder."""
-    run_dir = runs.open_run_dir(run_dir)
-    paths = {
-        "grid": save_grid(generate(generator, z), runs.grid_path(run_dir), nrow=nrow),
-        "losses": runs.losses_path(run_dir),
-        "d_outputs": runs.d_outputs_path(run_dir),
-    }
+    run = RunDir.open(run_dir)
+    paths = {"grid": save_grid(generate(generator, z), run.grid, nrow=nrow), "losses": run.losses,
+             "d_outputs": run.d_outputs}
     plot_losses(history, paths["losses"])
     plot_d_outputs(history, paths["d_outputs"])
-    if runs.frames(run_dir):
-        paths["progress"] = make_gif(run_dir)
+    if run.frames():
+        paths["progress"] = make_gif(run)
     return paths
 
 

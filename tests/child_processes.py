@@ -4,11 +4,13 @@
 save, prints `SAVING` once its data is written and hangs in the fsync before the rename (test_checkpoint).
 `python tests/child_processes.py train RUN_DIR PAUSE_AT CONFIG_YAML [--pause-in-epoch E]` trains in RUN_DIR, printing
 `EPOCH n` after each epoch; the save of epoch PAUSE_AT prints `SAVING` after writing its temp file and hangs there, and
-`--pause-in-epoch E` prints `PAUSED` halfway through epoch E and hangs there (test_faults).
+`--pause-in-epoch E` prints `PAUSED` halfway through epoch E and hangs there (test_faults); a trainer whose run was
+taken over prints `STOPPED <message>` and exits with code 3.
 `python tests/child_processes.py silent` prints nothing and hangs: the case a line reader's deadline must catch.
-A hang is a read of stdin: it lasts until the parent kills the child or closes the pipe, never a guessed number of
-seconds. Imported, `start` runs one of these under a reader whose waits have hard deadlines (benchmarks/child_run's
-`Child`), and `command` and `environment` start either with this checkout's dcganlib, installed or not.
+A hang is a read of stdin: it lasts until the parent sends a line (go on), kills the child or closes the pipe, never a
+guessed number of seconds. Imported, `start` runs one of these, on a machine of its own name if asked (a UTS
+namespace), under a reader whose waits have hard deadlines (benchmarks/child_run's `Child`), and `command` and
+`environment` start either with this checkout's dcganlib, installed or not.
 """
 
 from __future__ import annotations
@@ -36,20 +38,26 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
-def start(*args: str):
-    """This file run as a child with args, its output read by a thread: `wait_for(line, timeout)` raises at the
-    deadline even when the child prints nothing, and kills it."""
+def on_host(host: str, argv: list[str]) -> list[str]:
+    """argv run as if on the machine `host`: in a UTS namespace of its own, with that host name."""
+    return ["unshare", "--uts", "/bin/sh", "-c", 'hostname "$0" && exec "$@"', host, *argv]
+
+
+def start(*args: str, host: str | None = None):
+    """This file run as a child with args (on the machine `host` if given), its output read by a thread:
+    `wait_for(line, timeout)` raises at the deadline even when the child prints nothing, and kills it."""
     if str(REPO) not in sys.path:  # benchmarks/ is a folder of scripts, not an installed package
         sys.path.insert(0, str(REPO))
     from benchmarks.child_run import Child  # here: the child side of this file must not import the Trainer
 
-    return Child(command(*args), cwd=REPO, env=environment())
+    argv = command(*args)
+    return Child(on_host(host, argv) if host else argv, cwd=REPO, env=environment())
 
 
 def _hang() -> None:
-    """Block until the parent kills this process (or closes stdin, which ends it with an error)."""
-    sys.stdin.read()
-    sys.exit("the parent closed stdin instead of killing this process")
+    """Block until the parent sends a line (then return) or kills this process; a closed stdin ends it."""
+    if not sys.stdin.readline():
+        sys.exit("the parent closed stdin instead of killing this process")
 
 
 # --- child side --------------------------------------------------------------------------------------------
@@ -74,6 +82,7 @@ def train(run_dir: str, pause_at: int, config_path: str, pause_in_epoch: int = 0
     """Trains from the config; the save of epoch pause_at hangs after its temp file is written (-1: never), and
     halfway through epoch pause_in_epoch (1-based; 0: never) the training hangs."""
     from dcganlib.config import Config  # here, so that test_checkpoint's import of this file needs no Trainer
+    from dcganlib.runs import RunTakenOverError
     from dcganlib.train import Trainer
 
     real_save = checkpoint.torch.save
@@ -95,7 +104,11 @@ def train(run_dir: str, pause_at: int, config_path: str, pause_in_epoch: int = 0
         return step(real)
 
     trainer.train_step = train_step
-    trainer.fit(on_epoch_end=lambda t: print(f"EPOCH {t.epoch}", flush=True))
+    try:
+        trainer.fit(on_epoch_end=lambda t: print(f"EPOCH {t.epoch}", flush=True))
+    except RunTakenOverError as stopped:
+        print(f"STOPPED {stopped}", flush=True)
+        sys.exit(3)
 
 
 def main(argv: list[str] | None = None) -> None:

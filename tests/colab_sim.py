@@ -1,13 +1,17 @@
-"""A Colab runtime simulator: fresh runtimes that install dcganlib from git and keep Drive between them.
+"""A Colab runtime simulator: fresh runtimes, each a new machine, that install dcganlib from git and keep Drive.
 
 What is simulated is only what this machine cannot have: the `google.colab` modules (tests/colab_runtime, a
 stand-in whose Drive is a folder that outlives every runtime), Colab's /content (a temp folder, passed to dcganlib
-as DCGANLIB_COLAB_CONTENT) and GitHub (git's `url.<base>.insteadOf` sends the set-up cell's clone of REPO_URL to a
-local repository made from this checkout, tagged with the release the notebooks install). The rest is real: the
-notebooks' own set-up cell runs pip, pip clones and builds dcganlib, and the notebooks run in a Jupyter kernel.
+as DCGANLIB_COLAB_CONTENT), GitHub (git's `url.<base>.insteadOf` sends the set-up cell's clone of REPO_URL to a
+local repository made from this checkout, tagged with the release the notebooks install) and the new machine
+behind every new runtime (each kernel runs in a UTS namespace of its own, with the host name colab-vm-N). The rest
+is real: the notebooks' own set-up cell runs pip, pip clones and builds dcganlib, and the notebooks run in a
+Jupyter kernel.
 
-A runtime is a new virtual environment whose only packages are "Colab's preinstalled" ones (this venv's, minus
-dcganlib), a new kernel, and an empty /content: the Drive mount point is gone, the Drive folder is kept.
+A runtime is a new virtual environment whose only packages are "Colab's preinstalled" ones: those of COLAB_ENV,
+which `make test` builds with Colab's Python (3.13, where this machine has it) and Colab's package versions
+(tests/colab_versions.txt, by tools/colab_env.sh). Each runtime has a new kernel and an empty /content: the Drive
+mount point is gone, the Drive folder is kept.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -28,8 +31,21 @@ import dcganlib
 
 ROOT = Path(__file__).resolve().parent.parent
 STAND_IN = Path(__file__).resolve().parent / "colab_runtime"
+COLAB_ENV = ROOT / ".venv" / "colab"
 KERNEL = "colab-sim"
 RUNTIME_THREADS = 1
+
+
+def colab_python() -> Path:
+    """The Colab environment's interpreter; a clear failure when `make test` has not built it."""
+    python = COLAB_ENV / "bin" / "python"
+    if not (COLAB_ENV / ".installed").exists():
+        raise AssertionError(f"no Colab environment at {COLAB_ENV}: `make test` builds it (tools/colab_env.sh)")
+    return python
+
+
+def _run_python(python: Path, code: str) -> str:
+    return subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def notebook_text(path: Path) -> str:
@@ -78,19 +94,24 @@ class ColabSimulator:
 
     @staticmethod
     def _preinstalled_packages(folder: Path) -> Path:
-        """Links to this venv's packages except dcganlib: what a runtime finds before its set-up cell runs."""
+        """Links to the Colab environment's packages: what a runtime finds before its set-up cell runs."""
         folder.mkdir()
-        for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
-            if "dcganlib" not in entry.name.lower():
-                (folder / entry.name).symlink_to(entry)
+        purelib = Path(_run_python(colab_python(), "import sysconfig; print(sysconfig.get_paths()['purelib'])"))
+        for entry in purelib.iterdir():
+            (folder / entry.name).symlink_to(entry)
         return folder
+
+    @property
+    def python_version(self) -> str:
+        """The Python that the runtimes run, as `python --version` says it."""
+        return _run_python(colab_python(), "import platform; print('Python', platform.python_version())")
 
     def new_runtime(self) -> Runtime:
         """A fresh runtime: empty /content (so no Drive mount), a new environment and kernel; Drive is kept."""
         shutil.rmtree(self.content, ignore_errors=True)
         self.content.mkdir()
         self.runtimes += 1
-        return Runtime(self, self.root / f"runtime-{self.runtimes}")
+        return Runtime(self, self.root / f"runtime-{self.runtimes}", f"colab-vm-{self.runtimes}")
 
     def calls(self) -> list[str]:
         """What notebooks asked of the google.colab stand-in, in order."""
@@ -98,17 +119,18 @@ class ColabSimulator:
 
 
 class Runtime:
-    """One Colab runtime: its own Python environment and kernel, with no dcganlib until a set-up cell installs it."""
+    """One Colab runtime on a machine of its own (`host`): its own Python environment and kernel, with no dcganlib
+    until a set-up cell installs it."""
 
-    def __init__(self, sim: ColabSimulator, folder: Path) -> None:
+    def __init__(self, sim: ColabSimulator, folder: Path, host: str) -> None:
         self.sim = sim
         self.folder = folder
+        self.host = host
         venv = folder / "venv"
-        subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        base = _run_python(colab_python(), "import sys; print(sys._base_executable)")
+        subprocess.run([base, "-m", "venv", "--without-pip", str(venv)], check=True)
         self.python = venv / "bin" / "python"
-        site_packages = Path(subprocess.run(
-            [str(self.python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            capture_output=True, text=True, check=True).stdout.strip())
+        site_packages = Path(_run_python(self.python, "import sysconfig; print(sysconfig.get_paths()['purelib'])"))
         # A .pth line starting with "import" runs at start-up: addsitedir also reads the packages' own .pth files.
         pth = f"import site; site.addsitedir({str(sim.preinstalled)!r})\n"
         (site_packages / "_colab_preinstalled.pth").write_text(pth)
@@ -117,17 +139,23 @@ class Runtime:
         self.jupyter_path = folder / "jupyter"
         spec_dir = self.jupyter_path / "kernels" / KERNEL
         spec_dir.mkdir(parents=True)
-        # The shell records the kernel's pid and then becomes the kernel (exec), so the pid is the kernel's own.
-        launch = f'echo $$ > "{self.pid_file}"; exec "{self.python}" -m ipykernel_launcher -f "$0"'
+        # unshare gives the kernel a host name of its own (unshare execs, keeping the pid); the shell records its pid
+        # and then becomes the kernel (exec), so the pid is the kernel's own.
+        launch = (f'hostname {host} && echo $$ > "{self.pid_file}" && '
+                  f'exec "{self.python}" -m ipykernel_launcher -f "$0"')
         env = {"PYTHONPATH": str(STAND_IN), "DCGANLIB_COLAB_CONTENT": str(sim.content),
                "COLAB_SIM_DRIVE": str(sim.drive), "COLAB_SIM_LOG": str(sim.log),
                "GIT_CONFIG_GLOBAL": str(sim.gitconfig), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-               # One thread: the test's own baseline run matches it bit for bit at the same thread count, and
-               # OpenMP threads spinning against pytest's would slow both down many times over.
+               # One thread: the baseline run in another runtime matches it bit for bit at the same thread count,
+               # and OpenMP threads spinning against pytest's would slow both down many times over.
                "OMP_NUM_THREADS": str(RUNTIME_THREADS)}
-        spec = {"argv": ["/bin/sh", "-c", launch, "{connection_file}"], "display_name": "Colab (simulated)",
-                "language": "python", "env": env}
+        spec = {"argv": ["unshare", "--uts", "/bin/sh", "-c", launch, "{connection_file}"],
+                "display_name": "Colab (simulated)", "language": "python", "env": env}
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
+
+    def python_code(self, code: str) -> str:
+        """Run `code` with this runtime's Python; returns what it printed."""
+        return _run_python(self.python, code)
 
     def start(self, notebook: str, output: Path, **parameters) -> subprocess.Popen:
         """Run notebooks/<notebook> with papermill in this runtime's kernel, from /content; returns the process."""

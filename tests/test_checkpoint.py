@@ -17,19 +17,18 @@ import torch
 from hostile import Hostile
 from torch import nn
 
-from dcganlib import checkpoint, runs
+from dcganlib import checkpoint
 from dcganlib.checkpoint import (
     FORMAT_VERSION,
     REQUIRED_KEYS,
     CheckpointError,
-    checkpoint_dir,
-    checkpoint_name,
     latest_checkpoint,
     load_checkpoint,
     load_latest,
     save_atomic,
     save_checkpoint,
 )
+from dcganlib.runs import RunDir, checkpoint_name
 
 
 def make_state(epoch: int, batch_in_epoch: int = 0) -> dict:
@@ -76,7 +75,7 @@ def files_in(directory: Path) -> list[str]:
 def test_round_trip(tmp_path):
     state = make_state(3)
     path = save_checkpoint(state, tmp_path)
-    assert path == checkpoint_dir(tmp_path) / "ckpt_epoch_0003.pt"
+    assert path == RunDir(tmp_path).checkpoint_dir / "ckpt_epoch_0003.pt"
     assert "format_version" not in state  # the caller's dict is not modified
 
     loaded = load_checkpoint(path)
@@ -118,7 +117,7 @@ def test_latest_prefers_newest_including_mid_epoch(tmp_path):
 
 
 def test_prune_keeps_newest_and_ignores_other_files(tmp_path):
-    folder = checkpoint_dir(tmp_path)
+    folder = RunDir(tmp_path).checkpoint_dir
     folder.mkdir(parents=True)
     (folder / "best.pt").write_bytes(b"best")
     (folder / "notes.txt").write_text("keep me")
@@ -158,14 +157,14 @@ def test_save_rejects_missing_keys_and_non_plain_values(tmp_path):
 def test_best_is_saved_like_every_checkpoint_and_never_pruned(tmp_path):
     regular = save_checkpoint(make_state(2), tmp_path, keep=1)
     best = save_checkpoint(make_state(1), tmp_path, keep=1, best=True)
-    assert best == runs.best_path(tmp_path) == checkpoint_dir(tmp_path) / "best.pt"
+    assert best == RunDir(tmp_path).best == RunDir(tmp_path).checkpoint_dir / "best.pt"
     loaded = load_checkpoint(best)
     assert loaded["format_version"] == FORMAT_VERSION and isinstance(loaded["library_version"], str)
     assert_same(loaded["generator"], make_state(1)["generator"])
     # best.pt is no resume candidate, and neither saving it nor later saves prune it.
     assert latest_checkpoint(tmp_path) == regular
     save_checkpoint(make_state(3), tmp_path, keep=1)
-    assert files_in(checkpoint_dir(tmp_path)) == ["best.pt", "ckpt_epoch_0003.pt"]
+    assert files_in(RunDir(tmp_path).checkpoint_dir) == ["best.pt", "ckpt_epoch_0003.pt"]
 
 
 def test_best_refuses_what_every_checkpoint_refuses_before_writing(tmp_path):
@@ -176,7 +175,7 @@ def test_best_refuses_what_every_checkpoint_refuses_before_writing(tmp_path):
     del state["history"]
     with pytest.raises(ValueError, match="history"):
         save_checkpoint(state, tmp_path, best=True)
-    assert not runs.best_path(tmp_path).exists()
+    assert not RunDir(tmp_path).best.exists()
 
 
 def _write_bad(path: Path, kind: str) -> None:
@@ -204,7 +203,7 @@ BAD_KINDS = ["truncated", "zero_bytes", "random_bytes", "not_a_dict", "missing_k
 @pytest.mark.parametrize("kind", BAD_KINDS)
 def test_bad_newest_file_is_skipped_with_warning(tmp_path, kind):
     good = save_checkpoint(make_state(1), tmp_path)
-    bad = checkpoint_dir(tmp_path) / checkpoint_name(2)
+    bad = RunDir(tmp_path).checkpoint_dir / checkpoint_name(2)
     _write_bad(bad, kind)
 
     with pytest.raises(CheckpointError, match=re.escape(bad.name)):
@@ -225,13 +224,13 @@ def test_future_version_error_says_to_upgrade(tmp_path):
 
 def test_nothing_valid_or_nothing_there_gives_none(tmp_path, recwarn):
     assert latest_checkpoint(tmp_path / "missing") is None
-    checkpoint_dir(tmp_path).mkdir()
+    RunDir(tmp_path).checkpoint_dir.mkdir()
     assert latest_checkpoint(tmp_path) is None
     assert load_latest(tmp_path) is None
     assert not recwarn.list
 
     for epoch, kind in enumerate(["zero_bytes", "truncated"], start=1):
-        _write_bad(checkpoint_dir(tmp_path) / checkpoint_name(epoch), kind)
+        _write_bad(RunDir(tmp_path).checkpoint_dir / checkpoint_name(epoch), kind)
     with pytest.warns(UserWarning) as caught:
         assert latest_checkpoint(tmp_path) is None
     assert {"ckpt_epoch_0001.pt", "ckpt_epoch_0002.pt"} <= {
@@ -247,7 +246,7 @@ def test_missing_file_raises_checkpoint_error(tmp_path):
 
 def test_pickled_objects_are_refused_without_running_code(tmp_path):
     marker = tmp_path / "pwned"
-    hostile = checkpoint_dir(tmp_path) / checkpoint_name(5)
+    hostile = RunDir(tmp_path).checkpoint_dir / checkpoint_name(5)
     hostile.parent.mkdir(parents=True)
     torch.save({**make_state(5), "config": {"payload": Hostile(marker)}}, hostile)
 
@@ -278,7 +277,7 @@ def test_no_space_left_keeps_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(make_state(1), tmp_path)
     monkeypatch.undo()
 
-    assert files_in(checkpoint_dir(tmp_path)) == ["ckpt_epoch_0001.pt"]
+    assert files_in(RunDir(tmp_path).checkpoint_dir) == ["ckpt_epoch_0001.pt"]
     assert first.read_bytes() == before
     assert load_checkpoint(first)["epoch"] == 1
 
@@ -308,12 +307,12 @@ def test_unwritable_folder_simulated(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match=r"ckpt_epoch_0002\.pt.*Permission denied.*writable"):
         save_checkpoint(make_state(2), tmp_path)
     monkeypatch.undo()
-    assert files_in(checkpoint_dir(tmp_path)) == [first.name]
+    assert files_in(RunDir(tmp_path).checkpoint_dir) == [first.name]
 
 
 def test_unwritable_folder_real(tmp_path):
     save_checkpoint(make_state(1), tmp_path)
-    folder = checkpoint_dir(tmp_path)
+    folder = RunDir(tmp_path).checkpoint_dir
     folder.chmod(0o555)
     try:
         probe = folder / "probe"
@@ -332,7 +331,7 @@ def test_unwritable_folder_real(tmp_path):
 
 
 def test_stale_temp_files_are_cleaned_only_when_old(tmp_path):
-    folder = checkpoint_dir(tmp_path)
+    folder = RunDir(tmp_path).checkpoint_dir
     folder.mkdir(parents=True)
     stale = folder / ".ckpt_epoch_0003.pt.tmp-99999"
     fresh = folder / ".ckpt_epoch_0004.pt.tmp-99998"
@@ -355,7 +354,7 @@ def test_process_killed_mid_save_leaves_previous_checkpoint(tmp_path):
     finally:
         child.kill()  # SIGKILL
 
-    folder = checkpoint_dir(tmp_path)
+    folder = RunDir(tmp_path).checkpoint_dir
     # The kill landed after the new data was written but before the rename.
     assert any(".ckpt_epoch_0002.pt.tmp-" in name for name in files_in(folder))
     assert not (folder / "ckpt_epoch_0002.pt").exists()

@@ -12,6 +12,7 @@ import torch
 
 from dcganlib import checkpoint
 from dcganlib.checkpoint import CheckpointError
+from dcganlib.runs import RunDir
 
 
 def tiny_state(epoch: int) -> dict:
@@ -46,7 +47,7 @@ def test_a_bad_checkpoint_says_checkpoint_and_how_to_go_on(tmp_path):
 
 def test_a_temp_file_as_new_as_this_process_is_left_alone(tmp_path):
     # Written at the very moment this module was imported: it may belong to a save that is still running.
-    folder = checkpoint.checkpoint_dir(tmp_path)
+    folder = RunDir(tmp_path).checkpoint_dir
     folder.mkdir(parents=True)
     same_age, older = folder / ".ckpt_epoch_0001.pt.tmp-1", folder / ".ckpt_epoch_0002.pt.tmp-2"
     for temp, stamp in ((same_age, checkpoint._STARTED_AT), (older, checkpoint._STARTED_AT - 10)):
@@ -83,7 +84,7 @@ def test_pruning_on_drive_reports_the_bytes_deleted_once_per_process(tmp_path, o
 def test_an_undeletable_old_checkpoint_is_a_warning_and_a_vanished_one_is_skipped(tmp_path, monkeypatch):
     for epoch in (1, 2, 3):
         checkpoint.save_checkpoint(tiny_state(epoch), tmp_path, keep=10)
-    folder = checkpoint.checkpoint_dir(tmp_path)
+    folder = RunDir(tmp_path).checkpoint_dir
     real_unlink = Path.unlink
 
     def unlink(self, *args, **kwargs):
@@ -165,7 +166,7 @@ def test_save_errors_word_for_word(tmp_path):
         f"state['config'] key {Path('data')!r} is a {type(Path()).__module__}.{type(Path()).__qualname__}{plain}")
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    folder = checkpoint.checkpoint_dir(blocker)
+    folder = RunDir(blocker).checkpoint_dir
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -176,7 +177,7 @@ def test_save_errors_word_for_word(tmp_path):
 
 def test_a_run_dir_whose_parents_do_not_exist_yet_is_created(tmp_path):
     path = checkpoint.save_checkpoint(tiny_state(1), tmp_path / "a" / "b")
-    assert path.is_file() and path.parent == checkpoint.checkpoint_dir(tmp_path / "a" / "b")
+    assert path.is_file() and path.parent == RunDir(tmp_path / "a" / "b").checkpoint_dir
 
 
 def test_a_failed_write_says_the_old_file_is_unchanged(tmp_path, monkeypatch):
@@ -184,7 +185,7 @@ def test_a_failed_write_says_the_old_file_is_unchanged(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(checkpoint.torch, "save", full)
-    path = checkpoint.runs.checkpoint_path(tmp_path, 1, 0)
+    path = checkpoint.RunDir(tmp_path).checkpoint(1, 0)
     assert message_of(CheckpointError, checkpoint.save_checkpoint, tiny_state(1), tmp_path) == (
         f"Could not write checkpoint {path}: No space left on device. Free some disk space or choose a writable "
         "run directory; any earlier file at that path is unchanged.")

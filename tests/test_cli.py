@@ -56,6 +56,9 @@ def test_sample_gif_plot_export(trained, tmp_path, capsys):
     (["sample", "--run-dir", "{tmp}/nothing"], "error: "),
     (["gif", "--run-dir", "{tmp}"], "error: "),
     (["train", "--run-dir", "{tmp}/a_file/run", "--epochs", "1"], "error: cannot write to the run dir"),
+    (["sample", "--run-dir", "{tmp}", "--n", "0"], "error: --n must be a whole number of at least 1, got 0"),
+    (["sample", "--run-dir", "{tmp}", "--nrow", "-2"], "error: --nrow must be a whole number of at least 1, got -2"),
+    (["gif", "--run-dir", "{tmp}", "--fps", "0"], "error: --fps must be a whole number of at least 1, got 0"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, tmp_path, capsys):
     (tmp_path / "a_file").write_text("not a folder")

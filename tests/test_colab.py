@@ -10,6 +10,7 @@ import torch
 
 from dcganlib import checkpoint, colab, load_generator
 from dcganlib.config import Config
+from dcganlib.runs import RunDir
 from dcganlib.train import Trainer
 
 
@@ -149,7 +150,7 @@ def test_pruning_on_drive_says_where_the_files_went(fake_colab, monkeypatch):
             checkpoint.save_checkpoint({**state, "epoch": epoch}, run_dir, keep=1)
     notices = [str(w.message) for w in caught if "Trash" in str(w.message)]
     assert len(notices) == 1 and colab.DRIVE_TRASH_URL in notices[0] and "keep_checkpoints" in notices[0]
-    assert [p.name for p in checkpoint.checkpoint_dir(run_dir).glob("*.pt")] == ["ckpt_epoch_0003.pt"]
+    assert [p.name for p in RunDir(run_dir).checkpoint_dir.glob("*.pt")] == ["ckpt_epoch_0003.pt"]
 
 
 def test_pruning_off_drive_is_silent(tmp_path, monkeypatch):
@@ -159,15 +160,6 @@ def test_pruning_off_drive_is_silent(tmp_path, monkeypatch):
         warnings.simplefilter("error")
         for epoch in (1, 2):
             checkpoint.save_checkpoint({**state, "epoch": epoch}, tmp_path, keep=1)
-
-
-def test_tensorboard_logs_stay_on_the_vm_on_colab(fake_colab, tmp_path):
-    run_dir = tmp_path / "drive" / "MyDrive" / "dcgan" / "tb"
-    assert colab.tensorboard_dir(run_dir) == tmp_path / "content_tensorboard" / "tb"
-
-
-def test_tensorboard_logs_elsewhere_live_in_the_run_dir(tmp_path):
-    assert colab.tensorboard_dir(tmp_path / "run") == tmp_path / "run" / "tensorboard"
 
 
 def interrupt(trainer):

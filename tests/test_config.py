@@ -1,6 +1,7 @@
 """Config: presets reproduce their sources, YAML round trip, every bad value names its field."""
 
 import dataclasses
+import re
 import warnings
 
 import pytest
@@ -71,6 +72,23 @@ def test_matching_channels_need_no_opt_in():
 def test_overrides_apply_on_top_of_preset():
     config = Config.from_preset("dcgan64", epochs=3, channels=3)
     assert (config.preset, config.epochs, config.channels, config.image_size) == ("dcgan64", 3, 3, 64)
+
+
+def test_an_override_of_none_keeps_the_presets_value():
+    config = Config.from_preset("demo", epochs=None, batch_size=None, lr=1e-3)
+    assert (config.epochs, config.batch_size, config.lr) == (55, 32, 1e-3)
+
+
+def test_the_run_name_follows_preset_data_set_and_every_setting_but_run_control():
+    demo = Config.from_preset("demo", dataset="mnist-5k")
+    assert demo.run_name() == "demo-mnist-5k"
+    assert Config.from_preset("demo", dataset="mnist-5k", epochs=80, fid_every=5).run_name() == "demo-mnist-5k"
+    changed = {Config.from_preset("demo", dataset="mnist-5k", **change).run_name()
+               for change in ({"batch_size": 64}, {"seed": 1}, {"augment": "cutout"}, {"g_features": 32})}
+    assert len(changed) == 4 and all(re.fullmatch(r"demo-mnist-5k-[0-9a-f]{6}", name) for name in changed)
+    assert Config.from_preset("mnist28", dataset="mnist").run_name() == "mnist28-mnist"
+    folder = Config.from_preset("celeba64", dataset="folder:/data/My Faces/")
+    assert folder.run_name() == "celeba64-folder-My-Faces"
 
 
 def test_yaml_round_trip(tmp_path):

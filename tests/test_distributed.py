@@ -5,7 +5,9 @@ Each run is `python -m torch.distributed.run --nproc-per-node 2 -m dcganlib trai
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 import os
 import shutil
 import signal
@@ -21,6 +23,7 @@ import torch
 from dcganlib import checkpoint, distributed, runs
 from dcganlib.config import Config, ConfigError
 from dcganlib.data import BatchLoader, TensorImages
+from dcganlib.runs import RunDir
 from dcganlib.train import Trainer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32" or not torch.distributed.is_gloo_available(),
@@ -41,9 +44,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def torchrun(run_dir: Path, processes: int = 2) -> child_run.Child:
-    """`torchrun --nproc-per-node 2 -m dcganlib train` on CONFIG in run_dir (resuming what is there)."""
-    config_path = CONFIG.save_yaml(run_dir.parent / f"{run_dir.name}.yaml")
+def torchrun(run_dir: Path, processes: int = 2, config: Config = CONFIG) -> child_run.Child:
+    """`torchrun --nproc-per-node 2 -m dcganlib train` on `config` in run_dir (resuming what is there)."""
+    config_path = config.save_yaml(run_dir.parent / f"{run_dir.name}.yaml")
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(processes),
             "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
             "-m", "dcganlib", "train", "--config", str(config_path), "--run-dir", str(run_dir)]
@@ -86,42 +89,55 @@ def straight(tmp_path_factory) -> tuple[Path, list[str]]:
 
 def test_two_processes_train_and_rank_0_writes_one_checkpoint_per_epoch(straight):
     run_dir, lines = straight
-    assert [p.name for p in runs.checkpoints(run_dir)] == ["ckpt_epoch_0001.pt", "ckpt_epoch_0002.pt"]
-    assert [p.name for p in runs.frames(run_dir)] == ["epoch_0001.png", "epoch_0002.png"]
+    assert [p.name for p in RunDir(run_dir).checkpoints()] == ["ckpt_epoch_0001.pt", "ckpt_epoch_0002.pt"]
+    assert [p.name for p in RunDir(run_dir).frames()] == ["epoch_0001.png", "epoch_0002.png"]
     # One process speaks and writes: the other rank's messages would double these lines.
     assert sum(line.startswith("Starting fresh in") for line in lines) == 1
     assert sum(line.startswith("Trained to epoch 2") for line in lines) == 1
-    saved = checkpoint.load_checkpoint(runs.checkpoint_path(run_dir, 2))
+    saved = checkpoint.load_checkpoint(RunDir(run_dir).checkpoint(2))
     assert saved["history"]["batch"]["step"] == list(range(1, 21))  # 10 global batches of 500 an epoch
     assert len(saved["rng"]["ranks"]) == 2  # every rank's RNG states, for an exact resume
-    assert not runs.lock_path(run_dir).exists()  # released at the end
+    assert json.loads(RunDir(run_dir).lock_file.read_text())["released"]  # released at the end
 
 
 def test_a_killed_rank_resumes_bit_identical_to_an_uninterrupted_run(straight, tmp_path):
     run_dir = tmp_path / "run"
     child = torchrun(run_dir)
-    wait_for_file(runs.checkpoint_path(run_dir, 1), child, DEADLINE)
+    wait_for_file(RunDir(run_dir).checkpoint(1), child, DEADLINE)
     os.kill(workers(child.process.pid)[-1], signal.SIGKILL)  # one rank dies during epoch 2; torchrun ends the job
     assert child.finish(timeout=DEADLINE) != 0
-    assert [p.name for p in runs.checkpoints(run_dir)] == ["ckpt_epoch_0001.pt"]
+    assert [p.name for p in RunDir(run_dir).checkpoints()] == ["ckpt_epoch_0001.pt"]
 
     resumed = torchrun(run_dir)
     assert resumed.finish(timeout=DEADLINE) == 0, resumed.tail()
     assert any(line.startswith("Resumed from epoch 1") for line in resumed.lines), resumed.tail()
-    assert same_checkpoints(runs.checkpoint_path(straight[0], 2), runs.checkpoint_path(run_dir, 2)) == []
+    assert same_checkpoints(RunDir(straight[0]).checkpoint(2), RunDir(run_dir).checkpoint(2)) == []
+
+
+def test_every_rank_stops_when_another_machine_takes_the_run_over(tmp_path, monkeypatch):
+    """Rank 0 reads the lock before the epoch's writes, and every rank stops with it: none waits forever."""
+    run_dir = tmp_path / "run"
+    child = torchrun(run_dir, config=dataclasses.replace(CONFIG, batch_size=100, epochs=3))  # 50 steps an epoch
+    wait_for_file(RunDir(run_dir).checkpoint(1), child, DEADLINE)
+    monkeypatch.setattr(runs, "host_name", lambda: "colab-vm-9")
+    runs.RunLock(run_dir, log=lambda message: None).acquire()
+    assert child.finish(timeout=DEADLINE) != 0
+    stopped = [line for line in child.lines if "was taken over by process" in line]
+    assert len(stopped) == 2 and all(line.startswith("error: ") and "on host colab-vm-9" in line for line in stopped)
+    assert not RunDir(run_dir).checkpoint(2).exists() and not RunDir(run_dir).frame(2).exists()
 
 
 def test_two_process_checkpoint_resumes_on_one_process_with_a_warning(straight, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(straight[0], run_dir)
-    runs.checkpoint_path(run_dir, 2).unlink()
+    RunDir(run_dir).checkpoint(2).unlink()
     with pytest.warns(UserWarning, match="written by 2 process.*resumes on 1.*no longer bit-exact"):
         trainer = Trainer(CONFIG, run_dir, progress=False, log=lambda message: None)
     assert (trainer.epoch, trainer.step) == (1, 10)
     history = trainer.fit()
     assert history["batch"]["step"] == list(range(1, 21)) and trainer.epoch == 2
     # The same global batches and noise as on two processes: close to that run, though not bit for bit.
-    two = checkpoint.load_checkpoint(runs.checkpoint_path(straight[0], 2))["history"]["batch"]["loss_d"]
+    two = checkpoint.load_checkpoint(RunDir(straight[0]).checkpoint(2))["history"]["batch"]["loss_d"]
     assert history["batch"]["loss_d"][:10] == two[:10]
     assert history["batch"]["loss_d"][10:] == pytest.approx(two[10:], rel=0.05)
 

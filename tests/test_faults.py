@@ -9,10 +9,11 @@ from pathlib import Path
 
 import child_processes
 import pytest
-from state_compare import assert_same_state
+from state_compare import assert_same_state, state_keys
 
 from dcganlib import checkpoint
 from dcganlib.config import Config
+from dcganlib.runs import RunDir
 from dcganlib.train import Trainer
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
@@ -23,12 +24,12 @@ DEADLINE = 240  # seconds for a child to reach its event: generous for a loaded 
 NOT_COMPARED = ("history.epoch.seconds", "rng.python", "rng.numpy")
 
 
-def start_child(run_dir: Path, pause_at: int = -1, pause_in_epoch: int = 0):
-    """Trains in a child process; the save of epoch pause_at hangs after writing its temp file (-1: none), and
-    training hangs halfway through epoch pause_in_epoch (0: never)."""
+def start_child(run_dir: Path, pause_at: int = -1, pause_in_epoch: int = 0, host: str | None = None):
+    """Trains in a child process (on the machine `host` if given); the save of epoch pause_at hangs after writing its
+    temp file (-1: none), and training hangs halfway through epoch pause_in_epoch (0: never)."""
     config_path = CONFIG.save_yaml(run_dir.parent / f"{run_dir.name}.yaml")
     return child_processes.start("train", str(run_dir), str(pause_at), str(config_path),
-                                 "--pause-in-epoch", str(pause_in_epoch))
+                                 "--pause-in-epoch", str(pause_in_epoch), host=host)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_sigkill_during_a_save_keeps_the_previous_checkpoint(tmp_path, straight_
         child.wait_for("SAVING", timeout=DEADLINE)
     finally:
         child.kill()
-    folder = checkpoint.checkpoint_dir(run_dir)
+    folder = RunDir(run_dir).checkpoint_dir
     assert not (folder / "ckpt_epoch_0002.pt").exists()
     assert any(p.name.startswith(".ckpt_epoch_0002") for p in folder.iterdir())  # the half-done temp file
     assert_resumes_exactly(run_dir, straight_state, expected_epoch=1)
@@ -81,3 +82,47 @@ def test_a_child_that_dies_early_fails_the_wait_at_once(tmp_path):
     child = child_processes.start("train", str(tmp_path / "run"), "-1", str(tmp_path / "missing.yaml"))
     with pytest.raises(RuntimeError, match=r"(?s)exited \(code 1\) before printing 'EPOCH 1'.*missing\.yaml"):
         child.wait_for("EPOCH 1", timeout=DEADLINE)
+
+
+# --- the run moves to another machine, as on Colab after a disconnect -------------------------------------
+def files_written(run_dir: Path) -> dict[Path, int]:
+    """Every file of the run (the lock aside) with the time it was last written."""
+    return {path: path.stat().st_mtime_ns for path in run_dir.rglob("*") if path.name != "trainer.lock"}
+
+
+def test_a_run_killed_on_one_machine_resumes_at_once_on_another(tmp_path, straight_state):
+    run_dir = tmp_path / "run"
+    first = start_child(run_dir, pause_in_epoch=2, host="colab-vm-1")
+    try:
+        first.wait_for("PAUSED", timeout=DEADLINE)  # its lock is seconds old
+    finally:
+        first.kill()
+    second = start_child(run_dir, host="colab-vm-2")
+    second.wait_for("EPOCH 3", timeout=DEADLINE)
+    assert second.finish(timeout=DEADLINE) == 0
+    took_over = [line for line in second.lines if line.startswith("Took over")]
+    assert len(took_over) == 1 and f"from process {first.process.pid} on host colab-vm-1" in took_over[0]
+    resumed = [line for line in second.lines if line.startswith("Resumed from epoch 1 (")]
+    assert len(resumed) == 1 and second.lines.index(took_over[0]) < second.lines.index(resumed[0])
+    final = checkpoint.load_checkpoint(RunDir(run_dir).checkpoint(3))
+    assert_same_state(straight_state, state_keys(final, straight_state), skip=NOT_COMPARED)
+
+
+def test_of_two_live_trainers_the_newer_trains_and_the_older_stops_without_writing(tmp_path, straight_state):
+    run_dir = tmp_path / "run"
+    older = start_child(run_dir, pause_in_epoch=2, host="colab-vm-1")
+    try:
+        older.wait_for("PAUSED", timeout=DEADLINE)  # alive, holding the run, half of epoch 2 trained
+        newer = start_child(run_dir, host="colab-vm-2")
+        newer.wait_for("EPOCH 3", timeout=DEADLINE)
+        assert newer.finish(timeout=DEADLINE) == 0
+        written = files_written(run_dir)
+        older.send("go on")  # the older trainer finishes epoch 2 and comes to its save
+        assert older.finish(timeout=DEADLINE) == 3
+    finally:
+        older.kill()
+    assert older.lines[-1].startswith(f"STOPPED {run_dir} was taken over by process {newer.process.pid} on host "
+                                      "colab-vm-2")
+    assert "EPOCH 2" not in older.lines and files_written(run_dir) == written
+    newest = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(run_dir))
+    assert_same_state(straight_state, state_keys(newest, straight_state), skip=NOT_COMPARED)

@@ -8,10 +8,11 @@ import pytest
 import torch
 from hostile import Hostile
 
-from dcganlib import checkpoint, runs
+from dcganlib import runs
 from dcganlib.checkpoint import CheckpointError, save_checkpoint
 from dcganlib.models import Generator
 from dcganlib.pretrained import GENERATOR_FIELDS, export_generator, load_generator
+from dcganlib.runs import RunDir
 
 ARCHITECTURE = {"image_size": 16, "channels": 1, "z_dim": 4, "g_features": 4, "d_features": 4, "batch_norm": True}
 
@@ -38,12 +39,12 @@ def test_export_and_load_sample_from_the_ema_weights_when_kept(tmp_path, ema):
     assert not from_run.training and same_weights(from_run, expected)
 
     exported = export_generator(tmp_path)
-    assert exported == runs.generator_path(tmp_path)
+    assert exported == RunDir(tmp_path).generator
     saved = torch.load(exported, weights_only=True)
     assert saved["architecture"] == {name: ARCHITECTURE[name] for name in GENERATOR_FIELDS}
-    assert saved["source"] == checkpoint.checkpoint_name(2)
+    assert saved["source"] == runs.checkpoint_name(2)
     assert same_weights(load_generator(exported), expected)
-    assert same_weights(load_generator(runs.checkpoint_path(tmp_path, 2)), expected)
+    assert same_weights(load_generator(RunDir(tmp_path).checkpoint(2)), expected)
 
 
 def test_a_hostile_file_is_refused_without_running_its_code(tmp_path):
@@ -128,10 +129,10 @@ def test_hostile_objects_anywhere_in_a_generator_file_are_refused(tmp_path, wher
 
 def test_a_hostile_checkpoint_in_a_run_dir_is_skipped_without_running_its_code(tmp_path):
     marker = tmp_path / "pwned"
-    folder = runs.checkpoint_dir(tmp_path)
+    folder = RunDir(tmp_path).checkpoint_dir
     folder.mkdir(parents=True)
     hostile = {**checkpoint_state(ema=False), "ema_generator": Hostile(marker)}
-    torch.save(hostile, folder / checkpoint.checkpoint_name(3))
+    torch.save(hostile, folder / runs.checkpoint_name(3))
     with pytest.warns(UserWarning, match="ckpt_epoch_0003"), pytest.raises(FileNotFoundError, match="train first"):
         load_generator(tmp_path)
     assert not marker.exists()

@@ -12,6 +12,7 @@ from state_compare import train_batches
 from dcganlib import checkpoint
 from dcganlib.config import Config
 from dcganlib.models import build_models, make_noise
+from dcganlib.runs import RunDir
 from dcganlib.step import plain_train_step
 from dcganlib.train import ArchitectureMismatchError, Trainer
 
@@ -107,7 +108,7 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path):
 def test_checkpoint_minutes_saves_inside_the_epoch(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(epochs=1, checkpoint_minutes=1e-9, keep_checkpoints=20))
     trainer.fit()
-    names = sorted(p.name for p in checkpoint.checkpoint_dir(tmp_path).glob("ckpt_*.pt"))
+    names = sorted(p.name for p in RunDir(tmp_path).checkpoint_dir.glob("ckpt_*.pt"))
     assert names[0] == "ckpt_epoch_0000_batch_000001.pt"
     assert names[-1] == "ckpt_epoch_0001.pt"
     assert len(names) == 10  # batches 1..9 inside the epoch, then the end of epoch 1
@@ -205,7 +206,7 @@ def test_fid_every_epoch_keeps_the_best_checkpoint(tmp_path):
     trainer.fit()
     fids = trainer.history["epoch"]["fid"]
     assert len(fids) == 2 and all(f > 0 for f in fids)
-    best = checkpoint.load_checkpoint(checkpoint.checkpoint_dir(tmp_path) / "best.pt")
+    best = checkpoint.load_checkpoint(RunDir(tmp_path).checkpoint_dir / "best.pt")
     assert best["best_fid"] == min(fids) and best["epoch"] == 1 + fids.index(min(fids))
     assert checkpoint.latest_checkpoint(tmp_path).name == "ckpt_epoch_0002.pt"
 
@@ -306,14 +307,14 @@ def test_mid_epoch_checkpoints_hold_every_batch_so_far(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(epochs=1, checkpoint_minutes=1e-9, keep_checkpoints=20))
     trainer.fit()
     for batch in range(1, 10):
-        saved = checkpoint.load_checkpoint(checkpoint.checkpoint_dir(tmp_path) / checkpoint.checkpoint_name(0, batch))
+        saved = checkpoint.load_checkpoint(RunDir(tmp_path).checkpoint(0, batch))
         assert saved["history"]["batch"]["step"] == list(range(1, batch + 1)), batch
         assert saved["history"]["batch"]["loss_d"] == trainer.history["batch"]["loss_d"][:batch]
 
 
 def test_best_checkpoint_goes_through_the_checkpoint_save(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(epochs=1))
-    best = checkpoint.checkpoint_dir(tmp_path) / "best.pt"
+    best = RunDir(tmp_path).checkpoint_dir / "best.pt"
     trainer._keep_best(None)  # an epoch without FID
     assert not best.exists()
     trainer._keep_best(5.0)
@@ -322,7 +323,7 @@ def test_best_checkpoint_goes_through_the_checkpoint_save(tmp_path):
     assert "library_version" in saved
     trainer._keep_best(6.0)  # worse: best.pt stays
     assert checkpoint.load_checkpoint(best)["best_fid"] == 5.0 and trainer.best_fid == 5.0
-    assert [p.name for p in checkpoint.checkpoint_dir(tmp_path).glob("ckpt_*.pt")] == []  # no epoch checkpoint
+    assert [p.name for p in RunDir(tmp_path).checkpoint_dir.glob("ckpt_*.pt")] == []  # no epoch checkpoint
 
 
 def test_train_step_equals_the_plain_step_in_fp32(tmp_path):
