@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test lint bench gpu-check figs pretrained mutate clean
+.PHONY: setup demo test test-fast lint bench gpu-check figs pretrained mutate clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ lint: $(STAMP)
 test: $(STAMP) $(COLAB_ENV)/.installed lint
 	bash tools/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest
+
+# The fast tier for a developer's loop: everything but the browser, the notebooks, the Colab journey, torchrun, the
+# killed-process tests and the benchmarks (pytest -m "not slow").
+test-fast: $(STAMP) lint
+	$(BIN)/python -m pytest -m "not slow" -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py

@@ -1,9 +1,11 @@
 """Training in a child process that a parent kills at a printed event, then resumes; checkpoints compared bit for bit.
 
 As a script, `python benchmarks/child_run.py CONFIG_YAML RUN_DIR` trains in RUN_DIR (resuming from its newest
-checkpoint) and prints `INFO {json}` once the Trainer is built, then `EPOCH n` after each epoch's checkpoint.
-`--pause-in-epoch E` prints `PAUSED` halfway through epoch E and waits there to be killed. Imported, `Child` runs
-such a process and waits for its lines with a hard deadline, and `differences` compares two checkpoints.
+checkpoint) and prints `INFO {json}` once the Trainer is built, then `EPOCH n` after each epoch's checkpoint. Two
+events make it wait, until the parent sends a line (go on) or kills it: `--pause-in-epoch E` prints `PAUSED` halfway
+through epoch E, and `--hang-in-save E` prints `SAVING` once the save of epoch E has written its temp file, before
+the rename. A trainer whose run was taken over by another prints `STOPPED <message>` and exits with code 3. Imported,
+`Child` runs such a process and waits for its lines with a hard deadline, and `differences` compares two checkpoints.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import time
 
 import torch
 
+from dcganlib import checkpoint
 from dcganlib.config import Config
+from dcganlib.runs import RunTakenOverError
+from dcganlib.seeds import stream_seed
 from dcganlib.train import Trainer
 
 
@@ -130,18 +135,36 @@ def _join(where: str, key) -> str:
 
 
 # --- child side --------------------------------------------------------------------------------------------
+def wait_for_the_parent() -> None:
+    """Block until the parent sends a line (then go on) or kills this process; a closed stdin ends it."""
+    if not sys.stdin.readline():
+        sys.exit("the parent closed stdin instead of killing this process")
+
+
 def pause_halfway(trainer: Trainer, epoch: int) -> None:
-    """Halfway through `epoch` (1-based), print PAUSED and block: that half epoch is trained and not saved."""
+    """Halfway through `epoch` (1-based), print PAUSED and wait: that half epoch is trained and not saved."""
     step, halfway = trainer.train_step, len(trainer.loader) // 2
 
     def train_step(real: torch.Tensor) -> torch.Tensor:
         if trainer.epoch + 1 == epoch and trainer.batch_in_epoch == halfway:
             print("PAUSED", flush=True)
-            sys.stdin.read()  # the parent SIGKILLs us here; if it exits instead, stdin closes
-            sys.exit("the parent closed stdin instead of killing this process")
+            wait_for_the_parent()
         return step(real)
 
     trainer.train_step = train_step
+
+
+def hang_in_save(epoch: int) -> None:
+    """The save of `epoch`'s checkpoint prints SAVING once its temp file is written, and waits before the rename."""
+    real_save = checkpoint.torch.save
+
+    def save_then_wait(obj, file, *args, **kwargs):
+        real_save(obj, file, *args, **kwargs)
+        if isinstance(obj, dict) and obj.get("epoch") == epoch:
+            print("SAVING", flush=True)
+            wait_for_the_parent()
+
+    checkpoint.torch.save = save_then_wait
 
 
 def main(argv=None) -> None:
@@ -152,12 +175,16 @@ def main(argv=None) -> None:
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic algorithms and cudnn.benchmark off (set CUBLAS_WORKSPACE_CONFIG too)")
     parser.add_argument("--pause-in-epoch", type=int, default=0, help="print PAUSED halfway through this epoch "
-                        "and wait to be killed")
+                        "and wait there")
+    parser.add_argument("--hang-in-save", type=int, default=0, help="print SAVING inside this epoch's save, after "
+                        "its temp file is written, and wait there")
     parser.add_argument("--break-resume", action="store_true",
                         help="sabotage, to show a check can fail: a resumed run forgets its noise RNG state")
     args = parser.parse_args(argv)
     if args.deterministic:
         torch.use_deterministic_algorithms(True)
+    if args.hang_in_save:
+        hang_in_save(args.hang_in_save)
     trainer = Trainer(Config.load_yaml(args.config), args.run_dir, device=args.device, progress=False)
     info = {"device": str(trainer.device), "step": trainer.step, "batches_per_epoch": len(trainer.loader),
             "dtype": str(trainer.amp_dtype or torch.float32).removeprefix("torch."),
@@ -169,12 +196,16 @@ def main(argv=None) -> None:
     info.update(cudnn_benchmark=torch.backends.cudnn.benchmark,
                 deterministic_algorithms=torch.are_deterministic_algorithms_enabled())
     if args.break_resume and trainer.step:
-        trainer.noise_rng.manual_seed(trainer.config.seed + 1)  # as if load_state_dict skipped rng["noise"]
+        trainer.streams.noise.manual_seed(stream_seed(trainer.config.seed, "noise"))  # as if rng["noise"] were skipped
         info["sabotage"] = "noise RNG state not restored"
     print("INFO " + json.dumps(info), flush=True)
     if args.pause_in_epoch:
         pause_halfway(trainer, args.pause_in_epoch)
-    trainer.fit(on_epoch_end=lambda t: print(f"EPOCH {t.epoch}", flush=True))
+    try:
+        trainer.fit(on_epoch_end=lambda t: print(f"EPOCH {t.epoch}", flush=True))
+    except RunTakenOverError as stopped:
+        print(f"STOPPED {stopped}", flush=True)
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -38,8 +38,9 @@ import torch
 from dcganlib import checkpoint
 from dcganlib.config import Config
 from dcganlib.devices import pick_device
+from dcganlib.history import STAT_NAMES
 from dcganlib.runs import RunDir, checkpoint_name
-from dcganlib.train import STAT_NAMES, Trainer
+from dcganlib.train import Trainer
 
 if __package__:  # imported as benchmarks.gpu_check
     from .child_run import Child, count_tensors, differences
@@ -188,6 +189,13 @@ def resume_check(preset: str, device: torch.device, plan: Plan, workdir: Path, *
     failures = [f"{name} run exited with code {code}:\n{run.tail()}"
                 for name, run, code in (("uninterrupted", straight, straight_code), ("resumed", resumed, resumed_code))
                 if code != 0]
+    failures += _resume_failures(row, straight_dir, killed_dir) if not failures else []
+    return {**row, "exact": not failures, "failures": failures}
+
+
+def _resume_failures(row: dict, straight_dir: Path, killed_dir: Path) -> list[str]:
+    """What is wrong with a kill-and-resume `row` whose runs all finished; adds the comparison's counts to it."""
+    failures = []
     if row["newest_checkpoint_at_kill"] != checkpoint_name(1):
         failures.append(f"newest checkpoint when killed was {row['newest_checkpoint_at_kill']}, expected "
                         f"{checkpoint_name(1)}")
@@ -201,8 +209,7 @@ def resume_check(preset: str, device: torch.device, plan: Plan, workdir: Path, *
         if diff:
             failures.append(f"{len(diff)} entries of the final checkpoint differ from the uninterrupted run's: "
                             + ", ".join(diff[:5]))
-    row["exact"] = not failures
-    return {**row, "failures": failures}
+    return failures
 
 
 # --- compile -----------------------------------------------------------------------------------------------

@@ -30,9 +30,10 @@ import torch
 
 from dcganlib.config import PRESETS, Config
 from dcganlib.data import load_mnist_5k
+from dcganlib.ema import recalibrate, update_average, warmed_up_decay
 from dcganlib.metrics import mnist_5k_split, mode_coverage, offline_fid, real_reference
 from dcganlib.models import generate, make_noise
-from dcganlib.train import Trainer, update_average, warmed_up_decay
+from dcganlib.train import Trainer
 
 if __package__:  # imported as benchmarks.quality (the tests)
     from .reference import ReferenceLoop
@@ -58,7 +59,7 @@ VARIANTS: dict[str, dict] = {
 }
 # Generators scored alongside the defaults' EMA in the same run: (decay, warm-up, own BatchNorm statistics);
 # decay 0 is the live generator. Without its own statistics an average samples with the live generator's: the
-# ablation of Trainer.recalibrate.
+# ablation of the EMA generator's recalibration (dcganlib.ema.recalibrate).
 EMA_PROBES: dict[str, tuple[float, bool, bool]] = {
     "no EMA": (0.0, False, False),
     "EMA 0.99": (0.99, True, True),
@@ -97,7 +98,7 @@ class EmaProbes:
 
     def _draw(self, model: torch.nn.Module, own_statistics: bool, noise: torch.Tensor) -> torch.Tensor:
         if own_statistics:
-            self.trainer.recalibrate(model)
+            recalibrate(model, self.trainer.config.seed, self.trainer.config.batch_size)
         return generate(model, noise)
 
     def samplers(self) -> dict:

@@ -28,8 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dcganlib.config import Config
 from dcganlib.data import load_mnist_5k
 from dcganlib.devices import autocast_dtype, pick_device
-from dcganlib.latent import noise_for_seed
-from dcganlib.models import build_models, generate
+from dcganlib.models import build_models, generate, make_noise
 from dcganlib.train import Trainer
 
 if __package__:  # imported as benchmarks.speed (the tests)
@@ -279,7 +278,7 @@ def slider_latency(runs: int) -> dict:
     """Milliseconds for one 64 px image from dcgan64's G (batch 1, eval, no_grad, CPU), as the slider draws it."""
     config = Config.from_preset("dcgan64")
     generator, _ = build_models(config)
-    z = noise_for_seed(0, config.z_dim)
+    z = make_noise(1, config.z_dim, seed=0)
     for _ in range(3):
         generate(generator, z)
     times = []
@@ -371,21 +370,28 @@ def markdown(report: dict) -> str:
     lines += ["", f"Matmul peak ({peaks['fp32']['size']}² on {m['device']}, median): "
               f"fp32 {peaks['fp32']['median_flops_per_s'] / 1e9:.0f} GFLOP/s, "
               f"{mixed} {peaks['mixed']['median_flops_per_s'] / 1e9:.0f} GFLOP/s."]
-    if report["ablation"]:
-        names = list(report["ablation"][0]["variants"])
-        base = names[0]
-        lines += ["", f"Ablation, dcganlib path (img/s, and x vs {base}; {s['ablation_repeats']} alternating "
-                  "windows):", "", "| preset | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-        for row in report["ablation"]:
-            values = row["variants"]
-            lines.append(f"| {row['preset']} | " + " | ".join(
-                f"{values[n]:.0f} ({values[n] / values[base]:.2f}x)" for n in names) + " |")
+    lines += _ablation_table(report)
     latency = report["slider_latency"]
     lines += ["", f"Slider latency (dcgan64 G, 1 image, eval, no_grad, CPU): median {latency['median_ms']:.1f} ms "
               f"over {latency['runs']} runs (best {latency['best_ms']:.1f} ms).",
               "", "| target | measured | result |", "|---|---:|---|"]
     lines += [f"| {t['target']} | {t['measured']} | {'PASS' if t['pass'] else 'FAIL'} |" for t in report["targets"]]
     return "\n".join(lines)
+
+
+def _ablation_table(report: dict) -> list[str]:
+    """The ablation's Markdown lines (none without an ablation)."""
+    if not report["ablation"]:
+        return []
+    names = list(report["ablation"][0]["variants"])
+    base = names[0]
+    lines = ["", f"Ablation, dcganlib path (img/s, and x vs {base}; {report['settings']['ablation_repeats']} "
+             "alternating windows):", "", "| preset | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for row in report["ablation"]:
+        values = row["variants"]
+        lines.append(f"| {row['preset']} | " + " | ".join(
+            f"{values[n]:.0f} ({values[n] / values[base]:.2f}x)" for n in names) + " |")
+    return lines
 
 
 def _mib(path: dict) -> str:

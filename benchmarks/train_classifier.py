@@ -60,7 +60,7 @@ def accuracy(model: MnistClassifier, images: Tensor, labels: Tensor, batch_size:
     return correct / images.shape[0]
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=["mnist-5k", "mnist"], default="mnist-5k")
     parser.add_argument("--root", type=Path, default=Path("data"), help="download folder for --dataset mnist")
@@ -72,14 +72,12 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     # Convolutions this small gain little from a second thread, and on a shared CPU they lose a lot.
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
-    train_x, train_y, held_x, held_y, split = (
-        t.to(args.device) if isinstance(t, Tensor) else t for t in load_splits(args.dataset, args.root))
-    model = MnistClassifier().to(args.device)
+
+def train(model: MnistClassifier, train_x: Tensor, train_y: Tensor, held_x: Tensor, held_y: Tensor,
+          generator: torch.Generator, args: argparse.Namespace) -> float:
+    """AdamW with a one-cycle schedule over `args.epochs` epochs of augmented digits; returns the seconds taken."""
     steps = args.epochs * math.ceil(train_x.shape[0] / args.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     # One-cycle: reaches high accuracy in few epochs, which keeps CPU training under two minutes.
@@ -97,7 +95,18 @@ def main() -> None:
             schedule.step()
         print(f"epoch {epoch + 1}/{args.epochs}  loss {loss.item():.4f}  held-out acc "
               f"{accuracy(model, held_x, held_y):.2%}  ({time.perf_counter() - start:.0f} s)", flush=True)
-    seconds = time.perf_counter() - start
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    train_x, train_y, held_x, held_y, split = (
+        t.to(args.device) if isinstance(t, Tensor) else t for t in load_splits(args.dataset, args.root))
+    model = MnistClassifier().to(args.device)
+    seconds = train(model, train_x, train_y, held_x, held_y, generator, args)
     acc = accuracy(model, held_x, held_y)
     held_name = "held-out" if args.dataset == "mnist-5k" else "test"
     metadata = {

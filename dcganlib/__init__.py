@@ -10,7 +10,8 @@ from .losses import discriminator_loss, generator_loss, gradient_penalty
 from .models import Discriminator, Generator, build_models, count_parameters, init_weights, make_noise, print_shapes
 from .pretrained import export_generator, load_generator
 from .step import plain_train_step
-from .train import Trainer, train, training_time
+from .timing import training_time
+from .train import Trainer, train
 
 __all__ = [
     "PRESETS", "REPO_URL", "BatchLoader", "Config", "ConfigError", "DeviceUnavailableError", "Discriminator",

@@ -4,5 +4,3 @@ __version__ = "0.2.0"
 # Where the library is installed from on Colab; tools/set_repo_url.py keeps this, the notebooks and the README
 # in step with tools/repo_url.txt.
 REPO_URL = "https://github.com/dcganlib/dcganlib"
-# The git tag the notebooks' set-up cells install: the release that matches this version.
-RELEASE_TAG = f"v{__version__}"

@@ -15,6 +15,7 @@ import torch
 
 from . import colab
 from ._version import REPO_URL, __version__
+from .config import Config, resume_config
 from .runs import RunDir
 
 FORMAT_VERSION = 1
@@ -177,22 +178,7 @@ def load_file(
     Every failure is a CheckpointError naming `what` and the file, saying what is wrong and (`advice`) what to do.
     """
     path = Path(path)
-    try:
-        # weights_only: a checkpoint downloaded from the web may be hostile, and full unpickling runs code.
-        loaded = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise _unusable(path, "it does not exist", "Check the path and that the drive is mounted.", what) from None
-    except OSError as exc:
-        raise _unusable(path, f"it cannot be read ({exc.strerror or exc})", "Check its permissions.", what) from exc
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported (global: GLOBAL \S+|[^\n]*)", str(exc))
-        detail = found.group(0) if found else "unreadable data"
-        reason = f"it is damaged or holds more than tensors and plain data ({detail})"
-        raise _unusable(path, reason, advice, what) from exc
-    except Exception as exc:
-        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise _unusable(path, f"it is empty, truncated or not a torch file ({first_line})", advice, what) from exc
-
+    loaded = _torch_load(path, map_location, what, advice)
     if not isinstance(loaded, dict):
         raise _unusable(path, f"it holds a {type(loaded).__name__}, not a dict", advice, what)
     missing = [k for k in required if k not in loaded]
@@ -208,6 +194,25 @@ def load_file(
             what,
         )
     return loaded
+
+
+def _torch_load(path: Path, map_location: str | torch.device, what: str, advice: str) -> object:
+    """torch.load with weights_only; every failure a CheckpointError that says why."""
+    try:
+        # weights_only: a checkpoint downloaded from the web may be hostile, and full unpickling runs code.
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise _unusable(path, "it does not exist", "Check the path and that the drive is mounted.", what) from None
+    except OSError as exc:
+        raise _unusable(path, f"it cannot be read ({exc.strerror or exc})", "Check its permissions.", what) from exc
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"Unsupported (global: GLOBAL \S+|[^\n]*)", str(exc))
+        detail = found.group(0) if found else "unreadable data"
+        reason = f"it is damaged or holds more than tensors and plain data ({detail})"
+        raise _unusable(path, reason, advice, what) from exc
+    except Exception as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise _unusable(path, f"it is empty, truncated or not a torch file ({first_line})", advice, what) from exc
 
 
 def _search(run_dir: str | os.PathLike, map_location: str | torch.device) -> tuple[dict, Path] | None:
@@ -240,3 +245,30 @@ def require_latest(run_dir: str | os.PathLike) -> tuple[dict, Path]:
     if found is None:
         raise FileNotFoundError(f"no valid checkpoint in {RunDir(run_dir).checkpoint_dir}: train first")
     return found
+
+
+def interrupted_advice(run_dir: str | os.PathLike, epoch: int) -> str:
+    """What a run interrupted during `epoch` (1-based) keeps and how to go on, with Drive's upload lag."""
+    newest = latest_checkpoint(run_dir)
+    kept = f"the newest checkpoint is {newest}" if newest else "no checkpoint was written yet"
+    advice = f"Interrupted during epoch {epoch}: {kept}. Run the same cells (or command) to resume."
+    if colab.on_drive(run_dir):
+        advice += (" Drive uploads lag the runtime: before closing this tab, run dcganlib.flush_drive() so the newest "
+                   "checkpoint reaches Drive.")
+    return advice
+
+
+def starting_point(run_dir: str | os.PathLike, config: Config | None, resume: bool = True,
+                   found: tuple[dict, Path] | None = None) -> tuple[Config, tuple[dict, Path] | None]:
+    """Where a trainer in `run_dir` starts: the config to train with, and the checkpoint to resume from, if any.
+
+    `found` is that checkpoint when the caller has already loaded it; resume=False ignores checkpoints. Resuming,
+    the config is config.resume_config's choice; a new run needs a config.
+    """
+    found = (found or load_latest(run_dir)) if resume else None
+    if found is not None:
+        return resume_config(config, found[0]["config"]), found
+    if config is None:
+        raise FileNotFoundError(f"no checkpoint in {RunDir(run_dir).checkpoint_dir} to resume from; "
+                                "choose a preset to start a new run")
+    return config, None

@@ -14,13 +14,13 @@ import torch
 
 from . import checkpoint, distributed, runs, viz
 from .colab import DriveUnavailableError
-from .config import PRESETS, Config, ConfigError, flag_fields
+from .config import PRESETS, ArchitectureMismatchError, Config, ConfigError, flag_fields
 from .data import DatasetUnavailableError
 from .devices import DeviceUnavailableError
-from .latent import noise_for_seed
+from .models import make_noise
 from .pretrained import export_generator, load_generator
 from .runs import RunDir
-from .train import ArchitectureMismatchError, Trainer
+from .train import Trainer
 
 
 class CountError(ValueError):
@@ -30,7 +30,7 @@ class CountError(ValueError):
 # Errors a user can fix; anything else is a bug and keeps its traceback (so no bare ValueError here).
 USER_ERRORS = (CountError, ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
                DeviceUnavailableError, DriveUnavailableError, FileNotFoundError, runs.RunDirInUseError,
-               runs.RunTakenOverError)
+               runs.RunTakenOverError, runs.RunDirUnwritableError)
 
 
 def _train(args) -> None:
@@ -71,7 +71,7 @@ def _require_counts(args, *names: str) -> None:
 def _sample(args) -> None:
     _require_counts(args, "n", "nrow")
     generator = load_generator(args.run_dir)
-    noise = noise_for_seed(args.seed, generator.z_dim, n=args.n)
+    noise = make_noise(args.n, generator.z_dim, seed=args.seed)
     with torch.no_grad():
         images = generator(noise)
     print(viz.save_grid(images, args.out, nrow=args.nrow))

@@ -6,16 +6,18 @@ import dataclasses
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from .augment import AUGMENTATIONS
-from .data import DATASETS
+from .catalog import DATASETS, FOLDER_PREFIX
+from .losses import LOSSES as LOSS_TABLE
 
 IMAGE_SIZES = (16, 28, 32, 64, 128)
-LOSSES = ("non-saturating", "minimax", "hinge", "wgan-gp")
+LOSSES = tuple(LOSS_TABLE)  # non-saturating, minimax, hinge, wgan-gp
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # torch.compile modes; the last two replay the step as CUDA graphs on a GPU (fewer kernel launches).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -193,18 +195,38 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad field and the allowed values."""
+        self._check_choices()
+        self._check_counts()
+        self._check_numbers()
+        self._check_combinations()
+
+    def _check_choices(self) -> None:
         if self.preset not in PRESETS:
             raise ConfigError(f"preset: unknown {self.preset!r}; choose one of {', '.join(PRESETS)}")
         if self.image_size not in IMAGE_SIZES:
             raise ConfigError(f"image_size: {self.image_size} is not supported; use one of {IMAGE_SIZES}")
         if self.channels not in CHANNELS:
             raise ConfigError(f"channels: {self.channels} is not supported; use 1 (grayscale) or 3 (RGB)")
+        for name, allowed in (("loss", LOSSES), ("precision", PRECISIONS), ("compile_mode", COMPILE_MODES)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name}: unknown {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        unknown = [name for name in self.augment_policy if name not in AUGMENTATIONS]
+        if unknown:
+            raise ConfigError(f"augment: {unknown[0]!r} is not an augmentation; give a comma list of "
+                              f"{', '.join(AUGMENTATIONS)} (or nothing)")
+        if self.dataset not in DATASETS and not self.dataset.startswith(FOLDER_PREFIX):
+            raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} "
+                              "or folder:<path to a folder of images>")
+
+    def _check_counts(self) -> None:
         for name in ("z_dim", "g_features", "d_features", "batch_size", "epochs", "sample_count",
                      "keep_checkpoints", "fid_every", "fid_samples"):
             value = getattr(self, name)
             minimum = 0 if name in ("epochs", "fid_every") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigError(f"{name}: {value!r} must be a positive whole number")
+
+    def _check_numbers(self) -> None:
         for name in ("lr", "lr_d", "beta1", "beta2", "ema_decay", "label_smoothing", "gp_weight", "checkpoint_minutes"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and not isinstance(value, bool)) and value is not None:
@@ -221,22 +243,14 @@ class Config:
             raise ConfigError(f"label_smoothing: {self.label_smoothing!r} must be in [0, 0.5), e.g. 0.1")
         if self.checkpoint_minutes < 0:
             raise ConfigError(f"checkpoint_minutes: {self.checkpoint_minutes!r} must be 0 (off) or positive")
-        if self.loss not in LOSSES:
-            raise ConfigError(f"loss: unknown {self.loss!r}; choose one of {', '.join(LOSSES)}")
+
+    def _check_combinations(self) -> None:
         if self.loss == "wgan-gp" and self.batch_norm:
             raise ConfigError("batch_norm: must be False with loss 'wgan-gp' (BatchNorm mixes the samples "
                               "that the gradient penalty treats one by one)")
-        unknown = [name for name in self.augment_policy if name not in AUGMENTATIONS]
-        if unknown:
-            raise ConfigError(f"augment: {unknown[0]!r} is not an augmentation; give a comma list of "
-                              f"{', '.join(AUGMENTATIONS)} (or nothing)")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision: unknown {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if self.compile_mode not in COMPILE_MODES:
-            raise ConfigError(f"compile_mode: unknown {self.compile_mode!r}; choose one of {', '.join(COMPILE_MODES)}")
-        if self.dataset not in DATASETS and not self.dataset.startswith("folder:"):
-            raise ConfigError(f"dataset: unknown {self.dataset!r}; choose one of {', '.join(DATASETS)} "
-                              "or folder:<path to a folder of images>")
+        if self.label_smoothing and not LOSS_TABLE[self.loss].takes_label_smoothing:
+            raise ConfigError(f"label_smoothing: smooths BCE targets, and loss {self.loss!r} has none; set it to 0, "
+                              "or use loss 'non-saturating'")
 
     def architecture(self) -> dict:
         """The fields that fix the networks' shapes."""
@@ -302,3 +316,30 @@ def flag_fields() -> tuple[dataclasses.Field, ...]:
 ARCHITECTURE_FIELDS = fields_of(ARCHITECTURE)
 # Fields a re-run may change without breaking an exact resume: how long to train and how to store it.
 RUN_CONTROL_FIELDS = fields_of(RUN_CONTROL)
+
+
+class ArchitectureMismatchError(ValueError):
+    """The requested networks differ from the checkpoint's; the message names the fields."""
+
+
+def resume_config(requested: Config | None, saved: dict) -> Config:
+    """The config a run resumes with: the checkpoint's (`saved`), with the requested run-control fields.
+
+    The networks must match (else an ArchitectureMismatchError); a requested recipe field that differs is warned
+    about and the checkpoint's value kept, so that training continues exactly.
+    """
+    saved_config = Config.from_dict(saved)
+    if requested is None:
+        return saved_config
+    differing = [f"{name} (checkpoint {getattr(saved_config, name)!r}, requested {getattr(requested, name)!r})"
+                 for name in ARCHITECTURE_FIELDS if getattr(saved_config, name) != getattr(requested, name)]
+    if differing:
+        raise ArchitectureMismatchError(
+            "the checkpoint's networks differ from the requested ones: " + "; ".join(differing)
+            + ". Use a new run dir, or start over with --fresh / resume=False.")
+    kept = [name for name in fields_of(RECIPE) if getattr(saved_config, name) != getattr(requested, name)]
+    if kept:
+        # stacklevel: the caller of the Trainer (Trainer -> checkpoint.starting_point -> here)
+        warnings.warn(f"resuming keeps the checkpoint's {', '.join(kept)} so training continues exactly",
+                      stacklevel=4)
+    return dataclasses.replace(saved_config, **{name: getattr(requested, name) for name in RUN_CONTROL_FIELDS})

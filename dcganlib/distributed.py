@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -126,6 +127,19 @@ def broadcast(value: object, group: Group) -> object:
     holder = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def on_main(action: Callable[[], object], group: Group, errors: tuple[type[Exception], ...]) -> None:
+    """Run `action` on rank 0 alone; any of `errors` it raises is raised on every process, none of which waits."""
+    error = None
+    if group.is_main:
+        try:
+            action()
+        except errors as raised:
+            error = raised
+    error = broadcast(error, group)
+    if error is not None:
+        raise error
 
 
 def barrier(group: Group) -> None:

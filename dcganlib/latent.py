@@ -13,12 +13,6 @@ from .models import generate
 _PARALLEL_COS = 0.9995
 
 
-def noise_for_seed(seed: int, z_dim: int, n: int = 1) -> Tensor:
-    """Latents of shape (n, z_dim, 1, 1) fixed by seed, leaving the global RNG untouched."""
-    rng = torch.Generator().manual_seed(int(seed))
-    return torch.randn(n, z_dim, 1, 1, generator=rng)
-
-
 def _weights(t: float | Tensor, z: Tensor) -> Tensor:
     """t as float64, shaped to broadcast over z; a 1-D t adds a leading step dimension."""
     t = torch.as_tensor(t, dtype=torch.float64, device=z.device)

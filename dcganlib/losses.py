@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -50,27 +51,38 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
     return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
 
-def discriminator_loss(kind: str, real_logits: Tensor, fake_logits: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """D's loss for a config `loss` name (the gradient penalty is added by the trainer)."""
-    if kind in ("non-saturating", "minimax"):
-        return d_bce_loss(real_logits, fake_logits, label_smoothing)
-    if kind == "hinge":
-        return d_hinge_loss(real_logits, fake_logits)
-    if kind == "wgan-gp":
-        return d_wasserstein_loss(real_logits, fake_logits)
-    raise ValueError(f"unknown loss {kind!r}")
+@dataclass(frozen=True)
+class GanLoss:
+    """A GAN loss: D's half (on real and fake logits), G's half (on fake logits), and whether D's half takes
+    one-sided label smoothing."""
+
+    discriminator: Callable[..., Tensor]
+    generator: Callable[[Tensor], Tensor]
+    takes_label_smoothing: bool = False
 
 
-GENERATOR_LOSSES: dict[str, Callable[[Tensor], Tensor]] = {
-    "non-saturating": g_non_saturating_loss,
-    "minimax": g_minimax_loss,
-    "hinge": g_hinge_loss,
-    "wgan-gp": g_hinge_loss,
+# Every loss by its Config name (the gradient penalty of wgan-gp is added by the trainer).
+LOSSES: dict[str, GanLoss] = {
+    "non-saturating": GanLoss(d_bce_loss, g_non_saturating_loss, takes_label_smoothing=True),
+    "minimax": GanLoss(d_bce_loss, g_minimax_loss, takes_label_smoothing=True),
+    "hinge": GanLoss(d_hinge_loss, g_hinge_loss),
+    "wgan-gp": GanLoss(d_wasserstein_loss, g_hinge_loss),
 }
 
 
+def _loss(kind: str) -> GanLoss:
+    if kind not in LOSSES:
+        raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(LOSSES)}")
+    return LOSSES[kind]
+
+
+def discriminator_loss(kind: str, real_logits: Tensor, fake_logits: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """D's loss for a Config `loss` name; label smoothing applies to the BCE losses only."""
+    loss = _loss(kind)
+    smoothing = (label_smoothing,) if loss.takes_label_smoothing else ()
+    return loss.discriminator(real_logits, fake_logits, *smoothing)
+
+
 def generator_loss(kind: str, fake_logits: Tensor) -> Tensor:
-    """G's loss for a config `loss` name."""
-    if kind not in GENERATOR_LOSSES:
-        raise ValueError(f"unknown loss {kind!r}; choose one of {', '.join(GENERATOR_LOSSES)}")
-    return GENERATOR_LOSSES[kind](fake_logits)
+    """G's loss for a Config `loss` name."""
+    return _loss(kind).generator(fake_logits)

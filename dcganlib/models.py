@@ -7,7 +7,7 @@ maps H_in to H_out = (H_in - 1) * stride - 2 * padding + kernel + output_padding
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -131,9 +131,21 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+# The Config fields a generator is built from (D's sizes and spectral norm do not matter to it), as exported files
+# record them.
+GENERATOR_FIELDS = ("image_size", "channels", "z_dim", "g_features", "batch_norm")
+
+
+def generator_for(architecture: Config | Mapping) -> Generator:
+    """An uninitialised generator with the GENERATOR_FIELDS of `architecture` (a Config or a mapping of them)."""
+    values = architecture if isinstance(architecture, Mapping) else architecture.to_dict()
+    return Generator(values["z_dim"], values["channels"], values["g_features"], values["image_size"],
+                     values["batch_norm"])
+
+
 def build_models(config: Config) -> tuple[Generator, Discriminator]:
     """A freshly initialised (G, D) pair for `config`."""
-    generator = Generator(config.z_dim, config.channels, config.g_features, config.image_size, config.batch_norm)
+    generator = generator_for(config)
     discriminator = Discriminator(config.channels, config.d_features, config.image_size, config.batch_norm,
                                   config.spectral_norm)
     generator.apply(init_weights)
@@ -141,8 +153,13 @@ def build_models(config: Config) -> tuple[Generator, Discriminator]:
     return generator, discriminator
 
 
-def make_noise(n: int, z_dim: int, *, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Standard-normal noise of shape (n, z_dim, 1, 1)."""
+def make_noise(n: int, z_dim: int, *, seed: int | None = None, device=None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard-normal latents of shape (n, z_dim, 1, 1): from `generator`, or fixed by `seed` (leaving the global
+    RNG untouched), else from the global RNG."""
+    if seed is not None:
+        noise = torch.randn(n, z_dim, 1, 1, generator=torch.Generator().manual_seed(int(seed)))
+        return noise if device is None else noise.to(device)
     return torch.randn(n, z_dim, 1, 1, device=device, generator=generator)
 
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import checkpoint, colab
-from .models import Generator
+from .models import GENERATOR_FIELDS, Generator, generator_for
 from .runs import ASSETS, RunDir
 
 SHIPPED_GENERATOR = ASSETS / "mnist28_generator.pt"
-# What the generator is built from: D's sizes and spectral norm do not matter to it.
-GENERATOR_FIELDS = ("image_size", "channels", "z_dim", "g_features", "batch_norm")
 _ADVICE = "Point to a run dir, a checkpoint, or a file written by export_generator (`python -m dcganlib export`)."
 
 
@@ -32,8 +30,7 @@ def load_generator(source=None, device="cpu") -> Generator:
     else:
         raise FileNotFoundError(f"{path} is neither a run dir nor a generator file")
     architecture = _architecture(state, path)
-    generator = Generator(architecture["z_dim"], architecture["channels"], architecture["g_features"],
-                          architecture["image_size"], architecture["batch_norm"])
+    generator = generator_for(architecture)
     try:
         generator.load_state_dict(_sampling_weights(state))
     except (RuntimeError, TypeError) as error:

@@ -13,12 +13,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -136,7 +137,21 @@ class RunDir(os.PathLike):
 
     def write_config(self, config) -> Path:
         """Save `config` (a Config) as the run's config.yaml."""
-        return config.save_yaml(self.config)
+        with self.writing():
+            return config.save_yaml(self.config)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """Turn an OSError inside the block into a RunDirUnwritableError naming the run dir."""
+        try:
+            yield
+        except OSError as error:
+            raise RunDirUnwritableError(f"cannot write to the run dir {self.path} ({error}); choose a writable "
+                                        "folder (on Colab, check that Drive is mounted)") from error
+
+
+class RunDirUnwritableError(RuntimeError):
+    """The run dir cannot be written (a file in its way, no permission, Drive not mounted)."""
 
 
 class RunDirInUseError(RuntimeError):
@@ -201,6 +216,13 @@ class RunLock:
         if self._holding or self._lost:
             self.ensure_held()
             return self
+        with self.run.writing():
+            self._take()
+        self._holding = True
+        return self
+
+    def _take(self) -> None:
+        """Write this lock into the file: created, or over a holder that may be taken over."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         holder = self._read()
         for _ in range(UNREADABLE_RETRIES):  # an unreadable lock is being written by another trainer just now
@@ -218,8 +240,6 @@ class RunLock:
             self._write_over()
             if why:
                 self.log(f"Took over {self.run.path} {why}.")
-        self._holding = True
-        return self
 
     def ensure_held(self) -> None:
         """Raise RunTakenOverError if another trainer has taken the run dir over since this one took it."""

@@ -13,8 +13,8 @@ from torchvision.transforms.functional import to_pil_image
 
 from .colab import enable_widget_manager
 from .directions import Direction, principal_directions
-from .latent import _method, noise_for_seed
-from .models import generate
+from .latent import _method
+from .models import generate, make_noise
 
 
 def _png_bytes(image: Tensor, size_px: int) -> bytes:
@@ -71,8 +71,8 @@ class LatentExplorer:
 
     def current_latent(self) -> Tensor:
         """The latent (1, z_dim, 1, 1) the controls describe: A→B interpolation plus the direction offsets."""
-        z_a = noise_for_seed(self.seed_picker.value, self.z_dim)
-        z_b = noise_for_seed(self.second_seed.value, self.z_dim)
+        z_a = make_noise(1, self.z_dim, seed=self.seed_picker.value)
+        z_b = make_noise(1, self.z_dim, seed=self.second_seed.value)
         base = _method(self.method.value)(z_a, z_b, self.t_slider.value)
         offset = torch.zeros(self.z_dim, dtype=base.dtype)
         for slider, direction in zip(self.direction_sliders, self.directions, strict=True):

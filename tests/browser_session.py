@@ -14,12 +14,12 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from kit import poll, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
@@ -85,14 +85,6 @@ def signal_group(pgid: int, sig: signal.Signals) -> None:
         pass
 
 
-def wait_until(done: Callable[[], bool], seconds: float, interval: float = 0.1) -> bool:
-    """Polls done() until it holds or the deadline passes; its last answer."""
-    deadline = time.monotonic() + seconds
-    while not done() and time.monotonic() < deadline:
-        time.sleep(interval)
-    return done()
-
-
 class Watchdog:
     """Runs the registered kill functions once the deadline passes; the blocked test then errors out."""
 
@@ -132,23 +124,23 @@ def watchdog(seconds: float) -> Iterator[Watchdog]:
 
 def _wait_for_port(server: subprocess.Popen, port: int, log_path: Path) -> None:
     """Returns once the server accepts connections; fails with its log if it exits or SERVER_START_S pass."""
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        if server.poll() is not None:
-            pytest.fail(f"Voilà exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+
+    def listening() -> bool:
         with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        if time.monotonic() > deadline:
-            pytest.fail(f"Voilà not listening after {SERVER_START_S} s:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
+            return sock.connect_ex(("127.0.0.1", port)) == 0
+
+    def exited() -> str | None:
+        return None if server.poll() is None else f"Voilà exited with {server.returncode}"
+
+    try:
+        wait_until(listening, "Voilà to listen", SERVER_START_S, interval=0.2, gone=exited)
+    except AssertionError as error:
+        pytest.fail(f"{error}:\n{log_path.read_text()[-3000:]}")
 
 
-@contextmanager
-def voila_server(notebook: Path, workdir: Path, dog: Watchdog, env: dict[str, str]) -> Iterator[str]:
-    """A Voilà server on 127.0.0.1 (random port, token) rendering notebook; its URL. Stopped with its kernels."""
-    port, token = free_port(), secrets.token_hex(16)
-    jupyter_home = workdir / "jupyter"
+def _start_voila(notebook: Path, jupyter_home: Path, port: int, token: str, log_path: Path,
+                 env: dict[str, str]) -> subprocess.Popen:
+    """The Voilà process, in a session of its own so that teardown (or the watchdog) can signal its whole group."""
     jupyter_home.mkdir()
     env = {
         **os.environ,
@@ -159,14 +151,20 @@ def voila_server(notebook: Path, workdir: Path, dog: Watchdog, env: dict[str, st
         "IPYTHONDIR": str(jupyter_home / "ipython"),
         "JUPYTER_PLATFORM_DIRS": "1",
     }
-    log_path = workdir / "voila.log"
     command = [sys.executable, "-m", "voila", str(notebook), "--no-browser", f"--port={port}",
                "--Voila.ip=127.0.0.1", f"--token={token}", "--show_tracebacks=True",
                f"--Voila.connection_dir_root={jupyter_home}"]
     with log_path.open("wb") as log:
-        # Its own session, so that teardown (or the watchdog) can signal the server's whole process group.
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+@contextmanager
+def voila_server(notebook: Path, workdir: Path, dog: Watchdog, env: dict[str, str]) -> Iterator[str]:
+    """A Voilà server on 127.0.0.1 (random port, token) rendering notebook; its URL. Stopped with its kernels."""
+    port, token = free_port(), secrets.token_hex(16)
+    log_path = workdir / "voila.log"
+    server = _start_voila(notebook, workdir / "jupyter", port, token, log_path, env)
     kernels: set[int] = set()
 
     def children() -> list[int]:
@@ -192,7 +190,7 @@ def voila_server(notebook: Path, workdir: Path, dog: Watchdog, env: dict[str, st
             signal_group(server.pid, signal.SIGKILL)
             server.wait(timeout=STOP_S)
         # A kernel also exits by itself once its parent is gone (ipykernel's parent poller): give it the time.
-        wait_until(lambda: not any(alive(pid) for pid in kernels), STOP_S)
+        poll(lambda: not any(alive(pid) for pid in kernels), bool, STOP_S, interval=0.1)
         left = [pid for pid in kernels if alive(pid)]
         kill(left)
     assert not alive(server.pid), f"Voilà server {server.pid} still running after teardown"
@@ -217,7 +215,7 @@ def chromium_tab(profile: Path, dog: Watchdog, viewport: dict[str, int]) -> Iter
             yield context.new_page()
         finally:
             context.close()
-    wait_until(lambda: not browser_pids(), STOP_S)
+    poll(lambda: not browser_pids(), bool, STOP_S, interval=0.1)
     left = browser_pids()
     kill(left)
     assert not left, f"Chromium processes {left} outlived teardown"

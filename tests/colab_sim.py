@@ -22,10 +22,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
+from kit import wait_until
 
 import dcganlib
 
@@ -179,12 +179,13 @@ class Runtime:
 
 
 def wait_for(condition, what: str, process: subprocess.Popen, deadline_s: float = 300) -> None:
-    """Poll `condition` every 20 ms until it holds; fail when the deadline passes or the process ends first."""
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"the notebook ended before {what}:\n{process.stdout.read()[-6000:]}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"gave up after {deadline_s:.0f} s waiting for {what}")
-        time.sleep(0.02)
+    """Return once `condition` holds; fail when the deadline passes (killing the notebook) or the notebook ends."""
+
+    def ended() -> str | None:
+        return None if process.poll() is None else f"the notebook ended:\n{process.stdout.read()[-6000:]}"
+
+    try:
+        wait_until(condition, what, deadline_s, gone=ended)
+    except AssertionError:
+        process.kill()
+        raise

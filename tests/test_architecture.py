@@ -24,9 +24,10 @@ FACE, WORKER, PART, BOTTOM = 3, 2, 1, 0
 LAYERS = {
     "__init__": FACE, "__main__": FACE, "cli": FACE,
     "train": WORKER, "latent": WORKER, "sliders": WORKER, "viz": WORKER, "metrics": WORKER, "pretrained": WORKER,
-    "step": WORKER, "directions": WORKER,
+    "step": WORKER, "directions": WORKER, "build": WORKER, "evaluation": WORKER, "timing": WORKER,
     "checkpoint": PART, "data": PART, "models": PART, "losses": PART, "config": PART, "runs": PART,
-    "devices": PART, "images": PART, "distributed": PART, "augment": PART, "_version": PART,
+    "devices": PART, "images": PART, "distributed": PART, "augment": PART, "_version": PART, "catalog": PART,
+    "seeds": PART, "ema": PART, "history": PART,
     "colab": BOTTOM,
 }
 LAYER_NAMES = {FACE: "face", WORKER: "worker", PART: "part", BOTTOM: "bottom"}

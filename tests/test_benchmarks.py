@@ -19,13 +19,13 @@ from dcganlib.config import Config
 from dcganlib.metrics import mnist_5k_split
 from dcganlib.train import Trainer
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def speed():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     return importlib.import_module("benchmarks.speed")
 
 
@@ -70,8 +70,6 @@ def test_markdown_and_json(speed, report, tmp_path):
 
 @pytest.fixture(scope="module")
 def quality():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     return importlib.import_module("benchmarks.quality")
 
 
@@ -202,8 +200,6 @@ def test_gpu_check_fails_when_the_resume_is_broken(tmp_path):
 
 
 def test_checkpoint_differences_are_bit_for_bit():
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     child_run = importlib.import_module("benchmarks.child_run")
     state = {"w": torch.tensor([1.0, float("nan")]), "opt": {"step": 3, "betas": (0.5, 0.999)}, "seconds": [1.2]}
     same = {"w": torch.tensor([1.0, float("nan")]), "opt": {"step": 3, "betas": (0.5, 0.999)}, "seconds": [9.9]}

@@ -21,13 +21,16 @@ import numpy as np
 import pytest
 import torch
 from browser_session import Watchdog, chromium_tab, require_tools, voila_server, watchdog
+from kit import poll
 from PIL import Image
 
 from dcganlib import directions
-from dcganlib.latent import noise_for_seed
 from dcganlib.metrics import classifier_probabilities
+from dcganlib.models import make_noise
 from dcganlib.pretrained import SHIPPED_GENERATOR, load_generator
 from dcganlib.sliders import latent_sliders
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = Path(__file__).resolve().parent / "browser" / "latent_sliders.ipynb"
@@ -110,14 +113,10 @@ def _difference(a: np.ndarray, b: np.ndarray) -> float:
 
 def _wait_for_image(image, accept: Callable[[np.ndarray], bool], save_as: Path) -> np.ndarray:
     """Screenshots the image element until accept() holds or UPDATE_S pass; saves and returns the last one."""
-    deadline = time.monotonic() + UPDATE_S
-    while True:
-        png = image.screenshot(animations="disabled")
-        shot = _decode(png)
-        if accept(shot) or time.monotonic() > deadline:
-            save_as.write_bytes(png)
-            return shot
-        time.sleep(0.2)
+    png = poll(lambda: image.screenshot(animations="disabled"), lambda png: accept(_decode(png)), UPDATE_S,
+               interval=0.2)
+    save_as.write_bytes(png)
+    return _decode(png)
 
 
 def _slider(page, description: str):
@@ -152,7 +151,7 @@ def _reference(generator_path: Path) -> tuple[dict[str, np.ndarray], list[str], 
     """The widget's own PNGs for the states the test visits, its slider labels, and its render times in ms."""
     generator, explorer = _page_explorer(generator_path)
     images = {"seed A": _decode(explorer.image.value)}
-    z_a = noise_for_seed(0, generator.z_dim)
+    z_a = make_noise(1, generator.z_dim, seed=0)
     render_ms = []
     for index, name in ((0, "PC1"), (-1, "towards 7")):
         slider, direction = explorer.direction_sliders[index], explorer.directions[index]

@@ -345,6 +345,7 @@ def test_stale_temp_files_are_cleaned_only_when_old(tmp_path):
     assert files_in(folder) == [fresh.name, "ckpt_epoch_0001.pt"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 def test_process_killed_mid_save_leaves_previous_checkpoint(tmp_path):
     # The child saves epoch 1, then hangs in epoch 2's save with its data written (tests/child_processes.py).

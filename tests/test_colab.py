@@ -1,46 +1,17 @@
-"""Run directories: Drive on Colab (simulated with a fake google.colab), runs/ elsewhere, clear mount errors."""
+"""Run directories: Drive on Colab (the google.colab stand-in of kit.FakeColab), runs/ elsewhere, clear mount errors."""
 
-import shutil
-import sys
-import types
 import warnings
 
 import pytest
 import torch
+from kit import make_trainer, tiny_config
 
 from dcganlib import checkpoint, colab, load_generator
-from dcganlib.config import Config
 from dcganlib.runs import RunDir
-from dcganlib.train import Trainer
 
 
-@pytest.fixture
-def fake_colab(monkeypatch, tmp_path):
-    """Pretend to be on Colab: a google.colab module whose drive.mount creates MyDrive under tmp_path."""
-    mounts = []
-
-    def mount(mount_point):
-        mounts.append(mount_point)
-        (tmp_path / "drive" / "MyDrive").mkdir(parents=True)
-
-    def flush_and_unmount():
-        mounts.append("flushed")
-        shutil.rmtree(tmp_path / "drive")
-
-    google = types.ModuleType("google")
-    google.__path__ = []
-    google_colab = types.ModuleType("google.colab")
-    google_colab.__path__ = []
-    google_colab.__spec__ = types.SimpleNamespace(name="google.colab")
-    google_colab.drive = types.SimpleNamespace(mount=mount, flush_and_unmount=flush_and_unmount)
-    google.colab = google_colab
-    monkeypatch.setitem(sys.modules, "google", google)
-    monkeypatch.setitem(sys.modules, "google.colab", google_colab)
-    monkeypatch.setattr(colab, "in_colab", lambda: True)
-    monkeypatch.setattr(colab, "DRIVE_MOUNT_POINT", tmp_path / "drive")
-    monkeypatch.setattr(colab, "COLAB_LOCAL_RUNS", tmp_path / "content_runs")
-    monkeypatch.setattr(colab, "COLAB_TENSORBOARD", tmp_path / "content_tensorboard")
-    return mounts
+def mounted(fake_colab) -> list[str]:
+    return [call for call in fake_colab.calls() if call.startswith("mount")]
 
 
 def test_outside_colab_runs_go_to_runs(monkeypatch, tmp_path):
@@ -54,25 +25,24 @@ def test_base_wins_everywhere(tmp_path):
     assert colab.run_directory("x", base=tmp_path / "mine") == (tmp_path / "mine" / "x").resolve()
 
 
-def test_on_colab_runs_go_to_drive(fake_colab, tmp_path):
+def test_on_colab_runs_go_to_drive(fake_colab):
+    assert colab.in_colab()
     path = colab.run_directory("mnist")
-    assert path == (tmp_path / "drive" / "MyDrive" / "dcgan" / "mnist").resolve()
-    assert fake_colab == [str(tmp_path / "drive")]
+    assert path == fake_colab.my_drive / "dcgan" / "mnist" and (fake_colab.cloud / "dcgan" / "mnist").is_dir()
+    assert mounted(fake_colab) == [f"mount {fake_colab.drive}"]
     colab.run_directory("again")
-    assert len(fake_colab) == 1  # already mounted: no second prompt
+    assert len(mounted(fake_colab)) == 1  # already mounted: no second prompt
 
 
-def test_on_colab_local_is_explicit(fake_colab, tmp_path):
-    assert colab.run_directory("quick", local=True) == (tmp_path / "content_runs" / "quick").resolve()
-    assert fake_colab == []
+def test_on_colab_local_is_explicit(fake_colab):
+    assert colab.run_directory("quick", local=True) == fake_colab.content / "runs" / "quick"
+    assert fake_colab.calls() == []
 
 
-def test_failed_mount_says_how_to_fix(fake_colab, monkeypatch):
-    def refuse(mount_point):
-        raise ValueError("mount failed: credential propagation was unsuccessful")
-
-    monkeypatch.setattr(sys.modules["google.colab"].drive, "mount", refuse)
-    with pytest.raises(colab.DriveUnavailableError, match="accept the Drive permission.*local=True"):
+def test_failed_mount_says_how_to_fix(fake_colab):
+    fake_colab.refuse_mounts()
+    with pytest.raises(colab.DriveUnavailableError, match="credential propagation.*accept the Drive permission.*"
+                                                         "local=True"):
         colab.run_directory("mnist")
 
 
@@ -83,14 +53,14 @@ def test_run_name_must_be_a_folder_name(name):
 
 
 def test_drive_paths_mount_drive_first_in_a_fresh_runtime(fake_colab, tmp_path):
-    run_dir = tmp_path / "drive" / "MyDrive" / "dcgan" / "mnist"
+    run_dir = fake_colab.my_drive / "dcgan" / "mnist"
     assert colab.on_drive(run_dir) and not colab.on_drive(tmp_path / "elsewhere")
     assert colab.ensure_drive(tmp_path / "elsewhere") == tmp_path / "elsewhere"
-    assert fake_colab == []
+    assert fake_colab.calls() == []
     assert colab.ensure_drive(str(run_dir)) == run_dir
-    assert fake_colab == [str(tmp_path / "drive")]
+    assert mounted(fake_colab) == [f"mount {fake_colab.drive}"]
     colab.ensure_drive(run_dir)
-    assert len(fake_colab) == 1
+    assert len(mounted(fake_colab)) == 1
 
 
 def test_drive_paths_outside_colab_are_left_alone(tmp_path, monkeypatch):
@@ -99,38 +69,29 @@ def test_drive_paths_outside_colab_are_left_alone(tmp_path, monkeypatch):
     assert not (tmp_path / "drive").exists()
 
 
-def test_a_new_runtime_reads_a_run_from_its_drive_path(fake_colab, tmp_path):
+def test_a_new_runtime_reads_a_run_from_its_drive_path(fake_colab):
     """Notebook 05 on a fresh runtime: RUN_DIR points into Drive, and nothing has mounted it yet."""
     run_dir = colab.run_directory("walks")
-    Trainer(Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=1000, sample_count=4, epochs=1),
-            run_dir, progress=False, log=lambda message: None).fit()
-    shutil.rmtree(tmp_path / "drive" / "MyDrive" / "dcgan" / "walks" / "samples")
-    drive_copy = tmp_path / "drive_copy"
-    shutil.move(tmp_path / "drive", drive_copy)  # the runtime ends: the mount point is gone, Drive keeps the files
-
-    def remount(mount_point):
-        fake_colab.append(mount_point)
-        shutil.move(drive_copy, tmp_path / "drive")
-
-    sys.modules["google.colab"].drive.mount = remount
+    make_trainer(run_dir, tiny_config(batch_size=1000, sample_count=4, epochs=1)).fit()
+    fake_colab.end_runtime()  # the mount point is gone, Drive keeps the files
+    assert not run_dir.exists()
     generator = load_generator(str(run_dir))
     assert generator.z_dim == 64
-    assert fake_colab[-1] == str(tmp_path / "drive")
+    assert mounted(fake_colab)[-1] == f"mount {fake_colab.drive}" and len(mounted(fake_colab)) == 2
 
 
-def test_trainer_mounts_drive_for_a_drive_run_dir(fake_colab, tmp_path):
-    run_dir = tmp_path / "drive" / "MyDrive" / "dcgan" / "direct"
-    Trainer(Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=1000, epochs=0), run_dir,
-            progress=False, log=lambda message: None)
-    assert fake_colab == [str(tmp_path / "drive")]
+def test_trainer_mounts_drive_for_a_drive_run_dir(fake_colab):
+    run_dir = fake_colab.my_drive / "dcgan" / "direct"
+    make_trainer(run_dir, tiny_config(batch_size=1000, epochs=0))
+    assert mounted(fake_colab) == [f"mount {fake_colab.drive}"]
     assert (run_dir / "config.yaml").is_file()
 
 
-def test_flush_drive_pushes_uploads_and_unmounts(fake_colab, tmp_path, capsys):
+def test_flush_drive_pushes_uploads_and_unmounts(fake_colab, capsys):
     assert colab.flush_drive() is False  # nothing mounted yet
     colab.mount_drive()
     assert colab.flush_drive() is True
-    assert fake_colab[-1] == "flushed" and not (tmp_path / "drive").exists()
+    assert fake_colab.calls()[-1] == "flush_and_unmount" and not fake_colab.drive.exists()
     assert "re-running the run-dir cell" in capsys.readouterr().out
 
 
@@ -170,8 +131,7 @@ def interrupt(trainer):
 def test_an_interrupted_run_says_what_it_kept_and_how_to_make_it_last(fake_colab, tmp_path, drive):
     run_dir = colab.run_directory("stop") if drive else tmp_path / "local"
     messages = []
-    trainer = Trainer(Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=1000, epochs=3), run_dir,
-                      progress=False, log=messages.append)
+    trainer = make_trainer(run_dir, tiny_config(batch_size=1000, epochs=3), log=messages.append)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit(on_epoch_end=interrupt)
     advice = messages[-1]

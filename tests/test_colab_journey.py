@@ -15,14 +15,15 @@ from pathlib import Path
 import nbformat
 import pytest
 from colab_sim import ColabSimulator, wait_for
-from state_compare import assert_same_state
+from kit import assert_same_state
 
 import dcganlib
 from dcganlib import checkpoint
 from dcganlib.config import Config
 from dcganlib.runs import RunDir
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="the simulator uses POSIX signals and a shell")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(sys.platform == "win32", reason="the simulator uses POSIX signals and a shell")]
 
 # The course net at half width on the 5,000 digits: about 2 s an epoch here, ample time to kill it inside epoch 2.
 # No RUN_NAME: the notebook names the run after its settings.

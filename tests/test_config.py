@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 
+from dcganlib.catalog import DATASETS
 from dcganlib.config import (
     ARCHITECTURE_FIELDS,
     COMPILE_MODES,
@@ -16,11 +17,9 @@ from dcganlib.config import (
     Config,
     ConfigError,
     fields_of,
+    resume_config,
 )
-from dcganlib.data import DATASETS
 from dcganlib.models import build_models, make_noise
-from dcganlib.train import RUN_CONTROL_FIELDS as TRAINER_RUN_CONTROL_FIELDS
-from dcganlib.train import resolve_resume_config
 
 
 def test_presets_match_their_sources():
@@ -152,7 +151,7 @@ def test_compile_mode_is_checked_and_a_resume_may_change_it():
         Config(compile=True, compile_mode="cudagraphs")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a run-control field: no "resuming keeps the checkpoint's ..." warning
-        resumed = resolve_resume_config(Config(compile=True, compile_mode="reduce-overhead"), Config().to_dict())
+        resumed = resume_config(Config(compile=True, compile_mode="reduce-overhead"), Config().to_dict())
     assert (resumed.compile, resumed.compile_mode) == (True, "reduce-overhead")
 
 
@@ -176,7 +175,6 @@ def test_every_field_has_one_class_and_the_classes_give_the_resume_lists():
     assert sorted(RUN_CONTROL_FIELDS) == sorted(("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard",
                                                  "data_root", "compile", "compile_mode", "resident_data", "fid_every",
                                                  "fid_samples"))
-    assert sorted(TRAINER_RUN_CONTROL_FIELDS) == sorted(RUN_CONTROL_FIELDS)  # the trainer applies the same rule
     with pytest.raises(ValueError, match="unknown field class 'model'.*architecture, run control, recipe"):
         fields_of("model")
 

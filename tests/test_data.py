@@ -15,14 +15,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from dcganlib import data
+from dcganlib.catalog import DATASETS, DatasetInfo, dataset_size
 from dcganlib.data import (
-    DATASETS,
     BatchLoader,
-    DatasetInfo,
     DatasetUnavailableError,
     ImageFiles,
     TensorImages,
-    dataset_size,
     load_dataset,
     load_mnist_5k,
 )

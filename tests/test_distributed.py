@@ -6,20 +6,20 @@ Each run is `python -m torch.distributed.run --nproc-per-node 2 -m dcganlib trai
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import os
 import shutil
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 import child_processes
 import pytest
 import torch
+from kit import wait_until
 
+from benchmarks import child_run
 from dcganlib import checkpoint, distributed, runs
 from dcganlib.config import Config, ConfigError
 from dcganlib.data import BatchLoader, TensorImages
@@ -30,9 +30,6 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32" or not torch.distributed
                                 reason="needs POSIX signals and the gloo backend")
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # benchmarks/ is a folder of scripts, not an installed package
-    sys.path.insert(0, str(REPO))
-child_run = importlib.import_module("benchmarks.child_run")  # Child (a subprocess with deadlines), differences
 # 10 steps of 500 digits an epoch, 250 per process.
 CONFIG = Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=500, sample_count=16, epochs=2)
 DEADLINE = 120  # seconds for one torchrun job: far above the ~15 s it takes on two busy cores
@@ -55,13 +52,15 @@ def torchrun(run_dir: Path, processes: int = 2, config: Config = CONFIG) -> chil
 
 
 def wait_for_file(path: Path, child: child_run.Child, timeout: float) -> None:
-    """Return once `path` exists; fail if the child exits first or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if child.process.poll() is not None or time.monotonic() > deadline:
-            child.kill()
-            raise AssertionError(f"{path} did not appear (child code {child.process.returncode}):\n{child.tail()}")
-        time.sleep(0.02)
+    """Return once `path` exists; fail if the child exits first or the deadline passes (and kill it)."""
+    def ended() -> str | None:
+        return None if child.process.poll() is None else f"code {child.process.returncode}:\n{child.tail()}"
+
+    try:
+        wait_until(path.exists, str(path), timeout, gone=ended)
+    except AssertionError:
+        child.kill()
+        raise
 
 
 def workers(launcher_pid: int) -> list[int]:
@@ -87,6 +86,7 @@ def straight(tmp_path_factory) -> tuple[Path, list[str]]:
     return run_dir, child.lines
 
 
+@pytest.mark.slow
 def test_two_processes_train_and_rank_0_writes_one_checkpoint_per_epoch(straight):
     run_dir, lines = straight
     assert [p.name for p in RunDir(run_dir).checkpoints()] == ["ckpt_epoch_0001.pt", "ckpt_epoch_0002.pt"]
@@ -100,6 +100,7 @@ def test_two_processes_train_and_rank_0_writes_one_checkpoint_per_epoch(straight
     assert json.loads(RunDir(run_dir).lock_file.read_text())["released"]  # released at the end
 
 
+@pytest.mark.slow
 def test_a_killed_rank_resumes_bit_identical_to_an_uninterrupted_run(straight, tmp_path):
     run_dir = tmp_path / "run"
     child = torchrun(run_dir)
@@ -114,6 +115,7 @@ def test_a_killed_rank_resumes_bit_identical_to_an_uninterrupted_run(straight, t
     assert same_checkpoints(RunDir(straight[0]).checkpoint(2), RunDir(run_dir).checkpoint(2)) == []
 
 
+@pytest.mark.slow
 def test_every_rank_stops_when_another_machine_takes_the_run_over(tmp_path, monkeypatch):
     """Rank 0 reads the lock before the epoch's writes, and every rank stops with it: none waits forever."""
     run_dir = tmp_path / "run"
@@ -127,6 +129,7 @@ def test_every_rank_stops_when_another_machine_takes_the_run_over(tmp_path, monk
     assert not RunDir(run_dir).checkpoint(2).exists() and not RunDir(run_dir).frame(2).exists()
 
 
+@pytest.mark.slow
 def test_two_process_checkpoint_resumes_on_one_process_with_a_warning(straight, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(straight[0], run_dir)

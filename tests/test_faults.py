@@ -9,38 +9,35 @@ from pathlib import Path
 
 import child_processes
 import pytest
-from state_compare import assert_same_state, state_keys
+from kit import assert_same_state, files_written, make_trainer, state_keys, tiny_config
 
 from dcganlib import checkpoint
-from dcganlib.config import Config
 from dcganlib.runs import RunDir
-from dcganlib.train import Trainer
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")]
 
-CONFIG = Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=500, sample_count=16, epochs=3)
+CONFIG = tiny_config(epochs=3)
 DEADLINE = 240  # seconds for a child to reach its event: generous for a loaded CPU, yet a hang cannot last
 # A child process has its own Python and NumPy RNGs (the Trainer seeds only torch's); wall time never repeats.
 NOT_COMPARED = ("history.epoch.seconds", "rng.python", "rng.numpy")
 
 
-def start_child(run_dir: Path, pause_at: int = -1, pause_in_epoch: int = 0, host: str | None = None):
-    """Trains in a child process (on the machine `host` if given); the save of epoch pause_at hangs after writing its
-    temp file (-1: none), and training hangs halfway through epoch pause_in_epoch (0: never)."""
-    config_path = CONFIG.save_yaml(run_dir.parent / f"{run_dir.name}.yaml")
-    return child_processes.start("train", str(run_dir), str(pause_at), str(config_path),
+def start_child(run_dir: Path, hang_in_save: int = 0, pause_in_epoch: int = 0, host: str | None = None):
+    """Trains in a child process (on the machine `host` if given); the save of epoch hang_in_save waits after writing
+    its temp file (0: none), and training waits halfway through epoch pause_in_epoch (0: never)."""
+    return child_processes.train(CONFIG, run_dir, "--hang-in-save", str(hang_in_save),
                                  "--pause-in-epoch", str(pause_in_epoch), host=host)
 
 
 @pytest.fixture(scope="module")
 def straight_state(tmp_path_factory) -> dict:
-    trainer = Trainer(CONFIG, tmp_path_factory.mktemp("straight"), progress=False, log=lambda message: None)
+    trainer = make_trainer(tmp_path_factory.mktemp("straight"), CONFIG)
     trainer.fit()
     return trainer.state_dict()
 
 
 def assert_resumes_exactly(run_dir: Path, straight_state: dict, expected_epoch: int) -> None:
-    resumed = Trainer(CONFIG, run_dir, progress=False, log=lambda message: None)
+    resumed = make_trainer(run_dir, CONFIG)
     assert resumed.epoch == expected_epoch
     resumed.fit()
     assert_same_state(straight_state, resumed.state_dict(), skip=NOT_COMPARED)
@@ -60,7 +57,7 @@ def test_sigkill_mid_epoch_loses_only_that_epoch(tmp_path, straight_state):
 
 def test_sigkill_during_a_save_keeps_the_previous_checkpoint(tmp_path, straight_state):
     run_dir = tmp_path / "run"
-    child = start_child(run_dir, pause_at=2)
+    child = start_child(run_dir, hang_in_save=2)
     try:
         child.wait_for("SAVING", timeout=DEADLINE)
     finally:
@@ -79,17 +76,13 @@ def test_a_silent_child_fails_the_wait_at_the_deadline():
 
 
 def test_a_child_that_dies_early_fails_the_wait_at_once(tmp_path):
-    child = child_processes.start("train", str(tmp_path / "run"), "-1", str(tmp_path / "missing.yaml"))
+    child = child_processes.child([sys.executable, str(child_processes.REPO / "benchmarks" / "child_run.py"),
+                                   str(tmp_path / "missing.yaml"), str(tmp_path / "run")])
     with pytest.raises(RuntimeError, match=r"(?s)exited \(code 1\) before printing 'EPOCH 1'.*missing\.yaml"):
         child.wait_for("EPOCH 1", timeout=DEADLINE)
 
 
 # --- the run moves to another machine, as on Colab after a disconnect -------------------------------------
-def files_written(run_dir: Path) -> dict[Path, int]:
-    """Every file of the run (the lock aside) with the time it was last written."""
-    return {path: path.stat().st_mtime_ns for path in run_dir.rglob("*") if path.name != "trainer.lock"}
-
-
 def test_a_run_killed_on_one_machine_resumes_at_once_on_another(tmp_path, straight_state):
     run_dir = tmp_path / "run"
     first = start_child(run_dir, pause_in_epoch=2, host="colab-vm-1")

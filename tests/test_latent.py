@@ -8,16 +8,15 @@ from dcganlib.latent import (
     interpolate,
     interpolation_grid,
     lerp,
-    noise_for_seed,
     slerp,
     vector_arithmetic,
     walk,
 )
-from dcganlib.models import generate
+from dcganlib.models import generate, make_noise
 
 
 def pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    z = noise_for_seed(seed, Z_DIM, n=2)
+    z = make_noise(2, Z_DIM, seed=seed)
     return z[0], z[1]
 
 
@@ -57,25 +56,25 @@ def test_interpolate_shape_and_unknown_method():
         interpolate(z0, z1, method="cubic")
 
 
-def test_noise_for_seed_is_deterministic_and_leaves_global_rng_alone():
+def test_seeded_noise_is_deterministic_and_leaves_global_rng_alone():
     torch.manual_seed(1)
-    a = noise_for_seed(7, Z_DIM, n=3)
+    a = make_noise(3, Z_DIM, seed=7)
     torch.manual_seed(2)
-    b = noise_for_seed(7, Z_DIM, n=3)
+    b = make_noise(3, Z_DIM, seed=7)
     assert a.shape == (3, Z_DIM, 1, 1)
     assert torch.equal(a, b)
-    assert not torch.equal(a, noise_for_seed(8, Z_DIM, n=3))
+    assert not torch.equal(a, make_noise(3, Z_DIM, seed=8))
     torch.manual_seed(3)
     expected = torch.rand(4)
     torch.manual_seed(3)
-    noise_for_seed(7, Z_DIM)
+    make_noise(1, Z_DIM, seed=7)
     assert torch.equal(torch.rand(4), expected)
 
 
 @pytest.mark.parametrize("start_in_train", [True, False])
 def test_generate_restores_mode_and_is_deterministic(gen, start_in_train):
     gen.train(start_in_train)
-    z = noise_for_seed(0, Z_DIM, n=4)
+    z = make_noise(4, Z_DIM, seed=0)
     out = generate(gen, z)
     assert gen.training is start_in_train
     assert not out.requires_grad
@@ -83,7 +82,7 @@ def test_generate_restores_mode_and_is_deterministic(gen, start_in_train):
 
 
 def test_interpolation_grid_rows_run_from_start_to_end(gen):
-    starts, ends = noise_for_seed(0, Z_DIM, n=2), noise_for_seed(1, Z_DIM, n=2)
+    starts, ends = make_noise(2, Z_DIM, seed=0), make_noise(2, Z_DIM, seed=1)
     images = interpolation_grid(gen, starts, ends, steps=5)
     assert images.shape == (10, 1, 16, 16)
     torch.testing.assert_close(images[[0, 5]], reference(gen, starts))
@@ -92,7 +91,7 @@ def test_interpolation_grid_rows_run_from_start_to_end(gen):
 
 
 def test_walk_passes_through_every_latent(gen):
-    zs = noise_for_seed(5, Z_DIM, n=3)
+    zs = make_noise(3, Z_DIM, seed=5)
     images = walk(gen, zs, steps_between=4, method="lerp")
     assert images.shape == (3 + 2 * 4, 1, 16, 16)
     torch.testing.assert_close(images[[0, 5, 10]], reference(gen, zs))
@@ -100,7 +99,7 @@ def test_walk_passes_through_every_latent(gen):
 
 
 def test_vector_arithmetic_averages_batches(gen):
-    a, b, c = (noise_for_seed(s, Z_DIM, n=3) for s in (1, 2, 3))
+    a, b, c = (make_noise(3, Z_DIM, seed=s) for s in (1, 2, 3))
     images = vector_arithmetic(gen, a, b, c)
     assert images.shape == (4, 1, 16, 16)
     means = [z.mean(0, keepdim=True) for z in (a, b, c)]
@@ -177,29 +176,29 @@ def test_a_two_dimensional_t_is_refused():
 
 def test_interpolation_grid_and_walk_refuse_mismatched_or_short_inputs(gen):
     with pytest.raises(ValueError, match="got 2 start latents but 1 end latents"):
-        interpolation_grid(gen, noise_for_seed(0, Z_DIM, n=2), noise_for_seed(1, Z_DIM, n=1))
+        interpolation_grid(gen, make_noise(2, Z_DIM, seed=0), make_noise(1, Z_DIM, seed=1))
     with pytest.raises(ValueError, match="^a walk needs at least two latents$"):
-        walk(gen, noise_for_seed(0, Z_DIM, n=1))
+        walk(gen, make_noise(1, Z_DIM, seed=0))
     with pytest.raises(ValueError, match=r"unknown interpolation method 'cubic'; choose one of \['lerp', 'slerp'\]"):
         interpolate(*pair(), method="cubic")
 
 
 def test_grid_and_walk_defaults_are_eight_slerp_steps(gen):
-    starts, ends = noise_for_seed(0, Z_DIM, n=2), noise_for_seed(1, Z_DIM, n=2)
+    starts, ends = make_noise(2, Z_DIM, seed=0), make_noise(2, Z_DIM, seed=1)
     grid = interpolation_grid(gen, starts, ends)
     assert grid.shape == (2 * 8, 1, 16, 16)
     torch.testing.assert_close(grid[:8], reference(gen, interpolate(starts[0], ends[0], 8, "slerp")))
-    zs = noise_for_seed(5, Z_DIM, n=2)  # exactly two latents: the shortest walk
+    zs = make_noise(2, Z_DIM, seed=5)  # exactly two latents: the shortest walk
     frames = walk(gen, zs)
     assert frames.shape == (2 + 8, 1, 16, 16)
     torch.testing.assert_close(frames, reference(gen, interpolate(zs[0], zs[1], 10, "slerp")))
 
 
 def test_grid_and_walk_use_the_method_asked_for(gen):
-    starts, ends = noise_for_seed(0, Z_DIM, n=1), noise_for_seed(1, Z_DIM, n=1)
+    starts, ends = make_noise(1, Z_DIM, seed=0), make_noise(1, Z_DIM, seed=1)
     grid = interpolation_grid(gen, starts, ends, steps=5, method="lerp")
     torch.testing.assert_close(grid, reference(gen, interpolate(starts, ends, 5, "lerp")))
-    zs = noise_for_seed(5, Z_DIM, n=3)
+    zs = make_noise(3, Z_DIM, seed=5)
     frames = walk(gen, zs, steps_between=3, method="lerp")
     legs = [interpolate(zs[0], zs[1], 5, "lerp")[:-1], interpolate(zs[1], zs[2], 5, "lerp")]
     torch.testing.assert_close(frames, reference(gen, torch.cat(legs)))
@@ -208,4 +207,4 @@ def test_grid_and_walk_use_the_method_asked_for(gen):
 def test_default_counts():
     z0, z1 = pair()
     assert interpolate(z0, z1).shape == (8, Z_DIM, 1, 1)
-    assert noise_for_seed(0, Z_DIM).shape == (1, Z_DIM, 1, 1)
+    assert make_noise(1, Z_DIM, seed=0).shape == (1, Z_DIM, 1, 1)

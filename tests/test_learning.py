@@ -4,8 +4,9 @@ The other training tests show the step is the right arithmetic and resume is exa
 Trainer that trained nothing (a G optimiser never stepped, fakes scored against the wrong labels). This one would.
 """
 
+from kit import make_trainer
+
 from dcganlib.config import Config
-from dcganlib.train import Trainer
 
 
 def test_a_few_hundred_steps_bring_the_fid_well_below_the_untrained_generators(tmp_path):
@@ -13,7 +14,7 @@ def test_a_few_hundred_steps_bring_the_fid_well_below_the_untrained_generators(t
     # about 20 s on a CPU. Seeded, so the numbers repeat; measured 719 untrained and ~400 after two epochs.
     config = Config.from_preset("mnist32", g_features=16, d_features=16, batch_size=32, lr=5e-4, precision="fp32",
                                 epochs=2, ema_decay=0.0, fid_samples=500, sample_count=4)
-    trainer = Trainer(config, tmp_path, progress=False, log=lambda message: None)
+    trainer = make_trainer(tmp_path, config)
     untrained = trainer.evaluate_fid()
     trainer.fit()
     assert trainer.step == 312

@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
+from dcganlib.config import LOSSES as LOSS_NAMES
 from dcganlib.losses import (
+    LOSSES,
     d_bce_loss,
     d_hinge_loss,
     d_wasserstein_loss,
@@ -164,8 +166,18 @@ def test_every_loss_name_routes_to_its_generator_loss():
     assert discriminator_loss("minimax", REAL, FAKE) == d_bce_loss(REAL, FAKE)
     with pytest.raises(ValueError, match="unknown loss 'nope'; choose one of non-saturating, minimax, hinge, wgan-gp"):
         generator_loss("nope", FAKE)
-    with pytest.raises(ValueError, match=r"^unknown loss 'nope'$"):
+    with pytest.raises(ValueError, match="unknown loss 'nope'; choose one of non-saturating, minimax, hinge, wgan-gp"):
         discriminator_loss("nope", REAL, FAKE)
+
+
+def test_config_takes_its_loss_names_from_the_loss_table():
+    assert LOSS_NAMES == tuple(LOSSES)
+
+
+def test_label_smoothing_reaches_the_bce_losses_only():
+    smoothed = discriminator_loss("non-saturating", REAL, FAKE, label_smoothing=0.1)
+    assert smoothed == d_bce_loss(REAL, FAKE, 0.1) and smoothed != d_bce_loss(REAL, FAKE)
+    assert discriminator_loss("minimax", REAL, FAKE, label_smoothing=0.1) == smoothed
 
 
 def test_gradient_penalty_draws_its_weights_in_the_samples_dtype():

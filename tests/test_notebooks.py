@@ -16,8 +16,8 @@ import pytest
 from colab_sim import notebook_text
 
 import dcganlib
+from dcganlib.catalog import DATASETS
 from dcganlib.config import PRESETS
-from dcganlib.data import DATASETS
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -129,6 +129,7 @@ def test_training_form_offers_every_preset_and_data_set():
     assert sorted(param_choices(parameters.source, "DATASET")) == sorted(DATASETS)
 
 
+@pytest.mark.slow
 def test_training_notebook_trains_and_resumes(training_run):
     run_dir, first, second = training_run
     assert f"Python {sys.executable}" in first, "the notebook ran in another Python than this venv's"
@@ -138,6 +139,7 @@ def test_training_notebook_trains_and_resumes(training_run):
     assert (run_dir / "progress.gif").is_file() and (run_dir / "generator.pt").is_file()
 
 
+@pytest.mark.slow
 def test_latent_walks_notebook_runs_on_a_trained_run(training_run, tmp_path):
     run_dir = training_run[0]
     execute("05_latent_walks.ipynb", tmp_path / "05.ipynb", RUN_DIR=str(run_dir))

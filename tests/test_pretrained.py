@@ -10,8 +10,8 @@ from hostile import Hostile
 
 from dcganlib import runs
 from dcganlib.checkpoint import CheckpointError, save_checkpoint
-from dcganlib.models import Generator
-from dcganlib.pretrained import GENERATOR_FIELDS, export_generator, load_generator
+from dcganlib.models import GENERATOR_FIELDS, Generator
+from dcganlib.pretrained import export_generator, load_generator
 from dcganlib.runs import RunDir
 
 ARCHITECTURE = {"image_size": 16, "channels": 1, "z_dim": 4, "g_features": 4, "d_features": 4, "batch_norm": True}
@@ -110,10 +110,10 @@ def test_a_trained_runs_export_samples_like_its_ema_generator(tmp_path):
     trainer = Trainer(config, tmp_path, progress=False, log=lambda message: None)
     trainer.fit()
     loaded = load_generator(export_generator(tmp_path))
-    assert same_weights(loaded, trainer.ema_generator.state_dict())
+    assert same_weights(loaded, trainer.ema.model.state_dict())
     assert not same_weights(loaded, trainer.generator.state_dict())  # the average, not the last step's weights
     z = torch.randn(3, config.z_dim, 1, 1)
-    torch.testing.assert_close(generate(loaded, z), generate(trainer.ema_generator, z))  # up to memory layout
+    torch.testing.assert_close(generate(loaded, z), generate(trainer.ema.model, z))  # up to memory layout
 
 
 @pytest.mark.parametrize("where", ["architecture", "ema_generator"])

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from state_compare import assert_same_state
+from kit import assert_same_state, make_trainer, tiny_config
 
 from dcganlib.augment import diff_augment
-from dcganlib.config import Config, ConfigError
-from dcganlib.train import ArchitectureMismatchError, Trainer
-
-TINY = {"g_features": 8, "d_features": 8, "batch_size": 500, "sample_count": 16, "precision": "fp32", "ema_decay": 0.0}
+from dcganlib.config import ArchitectureMismatchError, Config, ConfigError
+from dcganlib.train import Trainer
 
 
 def _trainer(run_dir, **overrides) -> Trainer:
-    config = Config.from_preset("mnist28", **{**TINY, **overrides})
-    return Trainer(config, run_dir, progress=False, log=lambda message: None)
+    return make_trainer(run_dir, tiny_config(**{"precision": "fp32", "ema_decay": 0.0, **overrides}))
 
 
 def _d_inputs(trainer: Trainer, real: torch.Tensor) -> list[torch.Tensor]:
@@ -36,7 +33,7 @@ def _batch(trainer: Trainer) -> torch.Tensor:
 def test_diff_augment_reaches_every_d_input_in_both_steps(tmp_path):
     trainer = _trainer(tmp_path, augment="translation,cutout")
     real = _batch(trainer)
-    before = trainer.augment_rng.get_state()
+    before = trainer.streams.augment.get_state()
     seen = _d_inputs(trainer, real)
     assert len(seen) == 3, "D should see augmented reals and fakes in its step, and augmented fakes in G's"
     replay = torch.Generator(device=real.device).set_state(before)
@@ -44,16 +41,16 @@ def test_diff_augment_reaches_every_d_input_in_both_steps(tmp_path):
     for name, shown in (("D's fakes", seen[1]), ("G's fakes", seen[2])):
         # tanh never gives exactly 0: zeros are cutout's square and translation's border.
         assert (shown == 0).float().mean() > 0.1, f"{name} reached D unaugmented"
-    assert not torch.equal(trainer.augment_rng.get_state(), before)
+    assert not torch.equal(trainer.streams.augment.get_state(), before)
 
 
 def test_without_augment_d_sees_the_batch_itself_and_no_draw_is_made(tmp_path):
     trainer = _trainer(tmp_path)
     real = _batch(trainer)
-    before = trainer.augment_rng.get_state()
+    before = trainer.streams.augment.get_state()
     seen = _d_inputs(trainer, real)
     assert torch.equal(seen[0], real)
-    assert torch.equal(trainer.augment_rng.get_state(), before)
+    assert torch.equal(trainer.streams.augment.get_state(), before)
 
 
 @pytest.mark.parametrize("recipe", [{"augment": "colour,translation,cutout"}, {"spectral_norm": True}])

@@ -11,21 +11,17 @@ import random
 import numpy as np
 import pytest
 import torch
-from state_compare import assert_same_state, count_tensors, differences, state_keys, train_batches
+from kit import assert_same_state, count_tensors, differences, make_trainer, state_keys, train_batches
+from kit import tiny_config as kit_config
 
 from dcganlib import checkpoint
 from dcganlib.config import Config
 from dcganlib.train import Trainer
 
-TINY = {"g_features": 8, "d_features": 8, "batch_size": 500, "sample_count": 16, "ema_decay": 0.9}
-
 
 def tiny_config(**overrides) -> Config:
-    return Config.from_preset("mnist28", **{**TINY, **overrides})
-
-
-def make_trainer(run_dir, config: Config) -> Trainer:
-    return Trainer(config, run_dir, progress=False, log=lambda message: None)
+    """The kit's tiny config with an EMA that moves visibly in a few steps."""
+    return kit_config(**{"ema_decay": 0.9, **overrides})
 
 
 def seed_everything() -> None:
@@ -92,7 +88,7 @@ def test_best_fid_survives_a_resume_at_an_epoch_boundary(tmp_path):
     straight, expected, resumed = run_straight_and_split(tmp_path, fid_every=1, fid_samples=200)
     first_fid = straight.history["epoch"]["fid"][0]
     assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "split"))["best_fid"] == first_fid
-    assert resumed.best_fid == expected["best_fid"] == min(straight.history["epoch"]["fid"])
+    assert resumed.fid.best == expected["best_fid"] == min(straight.history["epoch"]["fid"])
 
 
 def test_loading_a_mid_epoch_checkpoint_restores_every_key(tmp_path):
@@ -101,7 +97,7 @@ def test_loading_a_mid_epoch_checkpoint_restores_every_key(tmp_path):
     interrupted.fit(epochs=1)
     train_batches(interrupted, epoch=1, count=4)
     # Values a fresh Trainer of this config would not make by itself, so that only a restore can bring them back.
-    interrupted.best_fid = 3.25
+    interrupted.fid.best = 3.25
     interrupted.fixed_noise = torch.randn_like(interrupted.fixed_noise)
     torch.rand(5)
     random.random()

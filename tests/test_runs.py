@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -12,13 +11,11 @@ from pathlib import Path
 import child_processes
 import psutil
 import pytest
+from kit import files_written, make_trainer, tiny_config
 
 from dcganlib import colab, runs
 from dcganlib.config import Config
 from dcganlib.runs import RunDir
-from dcganlib.train import Trainer
-
-TINY = Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=500, sample_count=16, epochs=1)
 
 
 def test_the_layout_of_a_run_folder(tmp_path):
@@ -193,12 +190,8 @@ def test_acquiring_again_while_held_keeps_the_lock(tmp_path):
     assert lock.acquire().held and holder(tmp_path)["token"] == token
 
 
-def tiny_trainer(run_dir: Path, **kwargs) -> Trainer:
-    return Trainer(TINY, run_dir, progress=False, **{"log": lambda message: None, **kwargs})
-
-
 def test_the_lock_is_held_while_training_and_released_after_it_even_on_an_error(tmp_path):
-    trainer = tiny_trainer(tmp_path)
+    trainer = make_trainer(tmp_path, tiny_config(epochs=1))
     assert holder(tmp_path)["pid"] == os.getpid() and not holder(tmp_path)["released"]
     trainer.fit()
     assert holder(tmp_path)["released"]
@@ -213,11 +206,6 @@ def test_the_lock_is_held_while_training_and_released_after_it_even_on_an_error(
     assert holder(tmp_path)["released"]
 
 
-def files_written(run_dir: Path) -> dict[Path, int]:
-    """Every file of the run (the lock aside) with the time it was last written."""
-    return {path: path.stat().st_mtime_ns for path in run_dir.rglob("*") if path.name != runs.LOCK}
-
-
 def take_over_from_another_machine(run_dir: Path, monkeypatch) -> runs.RunLock:
     with monkeypatch.context() as patch:
         patch.setattr(runs, "host_name", lambda: "colab-vm-9")
@@ -225,7 +213,7 @@ def take_over_from_another_machine(run_dir: Path, monkeypatch) -> runs.RunLock:
 
 
 def test_a_trainer_taken_over_mid_epoch_stops_before_its_next_write(tmp_path, monkeypatch):
-    trainer = Trainer(dataclasses.replace(TINY, epochs=3), tmp_path, progress=False, log=lambda message: None)
+    trainer = make_trainer(tmp_path, tiny_config(epochs=3))
     written = {}
 
     def after_epoch(trainer):
@@ -243,16 +231,17 @@ def test_a_trainer_taken_over_mid_epoch_stops_before_its_next_write(tmp_path, mo
     assert files_written(tmp_path) == written
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX-only")
 def test_a_second_trainer_is_refused_until_the_first_is_killed(tmp_path):
     run_dir = tmp_path / "run"
-    child = child_processes.start("train", str(run_dir), "-1", str(TINY.save_yaml(tmp_path / "tiny.yaml")),
-                                  "--pause-in-epoch", "1")
+    child = child_processes.train(tiny_config(epochs=1), run_dir, "--pause-in-epoch", "1")
     child.wait_for("PAUSED", timeout=240)  # training, holding the lock
     with pytest.raises(runs.RunDirInUseError, match=f"in use by process {child.process.pid} on this machine"):
-        tiny_trainer(run_dir)
+        make_trainer(run_dir, tiny_config(epochs=1))
     child.kill()
     messages = []
-    tiny_trainer(run_dir, log=messages.append).fit()  # the re-run takes the dead trainer's lock over
+    # The re-run takes the dead trainer's lock over.
+    make_trainer(run_dir, tiny_config(epochs=1), log=messages.append).fit()
     assert messages[0] == f"Took over {run_dir} from process {child.process.pid}, which is no longer running."
     assert holder(run_dir)["released"]

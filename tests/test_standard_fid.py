@@ -7,11 +7,11 @@ import sys
 
 import pytest
 import torch
+from kit import make_trainer
 from PIL import Image
 
 from dcganlib import metrics
 from dcganlib.config import Config
-from dcganlib.train import Trainer
 
 
 class StandIn(torch.nn.Module):
@@ -52,9 +52,9 @@ def test_fid_every_on_a_folder_uses_the_standard_network_against_its_images(fold
         return StandIn()
 
     monkeypatch.setattr(metrics, "load_inception", load_inception)
-    trainer = Trainer(_config(folder), tmp_path / "run", progress=False, log=lambda message: None)
+    trainer = make_trainer(tmp_path / "run", _config(folder))
     assert asked == ["cpu"], "the network is loaded when the trainer is built, so a failure shows at once"
-    network, reference = trainer._standard_fid_reference()
+    network, reference = trainer.fid.reference()
     first = trainer.loader.order(0)[:40].tolist()
     reals = torch.stack([trainer.loader.dataset[i] for i in first])
     mu, sigma = metrics.feature_statistics(metrics.inception_features(reals, network))
@@ -63,7 +63,7 @@ def test_fid_every_on_a_folder_uses_the_standard_network_against_its_images(fold
     trainer.fit()
     fid = trainer.history["epoch"]["fid"][-1]
     assert math.isfinite(fid) and fid > 0
-    assert fid == trainer.best_fid and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+    assert fid == trainer.fid.best and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
     assert asked == ["cpu"], "the network and the real statistics are computed once"
 
 
@@ -71,5 +71,5 @@ def test_a_missing_pytorch_fid_stops_the_trainer_before_training(folder, tmp_pat
     monkeypatch.setitem(sys.modules, "pytorch_fid", None)
     monkeypatch.setitem(sys.modules, "pytorch_fid.inception", None)
     with pytest.raises(RuntimeError, match=r'pip install "dcganlib\[fid\]"'):
-        Trainer(_config(folder), tmp_path / "run", progress=False, log=lambda message: None)
+        make_trainer(tmp_path / "run", _config(folder))
     assert not (tmp_path / "run" / "checkpoints").exists()

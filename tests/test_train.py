@@ -1,52 +1,27 @@
 """Training: the step, history, samples, and resume that is bit-identical to an uninterrupted run on the CPU."""
 
 import copy
-import importlib
 import itertools
 import warnings
 
 import pytest
 import torch
-from state_compare import train_batches
+from kit import assert_same_state, make_trainer, tiny_config, train_batches
 
-from dcganlib import checkpoint
-from dcganlib.config import Config
+from dcganlib import checkpoint, distributed, timing
+from dcganlib.config import ArchitectureMismatchError, Config
+from dcganlib.ema import RECALIBRATION_IMAGES
+from dcganlib.history import STAT_NAMES
 from dcganlib.models import build_models, make_noise
 from dcganlib.runs import RunDir
+from dcganlib.seeds import stream_generator
 from dcganlib.step import plain_train_step
-from dcganlib.train import ArchitectureMismatchError, Trainer
-
-# The module, not the `dcganlib.train` function that the package exports under the same name.
-training = importlib.import_module("dcganlib.train")
-# A small but real run: 640 digits of mnist-5k would need a custom data set, so use tiny nets and big batches.
-TINY = {"g_features": 8, "d_features": 8, "batch_size": 500, "sample_count": 16}
+from dcganlib.train import Trainer
 
 
-def tiny_config(**overrides) -> Config:
-    return Config.from_preset("mnist28", **{**TINY, **overrides})
-
-
-def make_trainer(run_dir, config=None, **kwargs) -> Trainer:
-    return Trainer(config or tiny_config(), run_dir, progress=False, log=lambda message: None, **kwargs)
-
-
-def assert_same_state(first: Trainer, second: Trainer) -> None:
-    for module in ("generator", "discriminator"):
-        a, b = getattr(first, module).state_dict(), getattr(second, module).state_dict()
-        assert a.keys() == b.keys()
-        for name in a:
-            assert torch.equal(a[name], b[name]), f"{module}.{name} differs"
-    for optimizer in ("opt_g", "opt_d"):
-        a, b = getattr(first, optimizer).state_dict()["state"], getattr(second, optimizer).state_dict()["state"]
-        for index in a:
-            for key in a[index]:
-                assert torch.equal(a[index][key], b[index][key]), f"{optimizer}[{index}].{key} differs"
-    assert first.history["batch"] == second.history["batch"]
-    for key, values in first.history["epoch"].items():
-        if key != "seconds":  # wall time is the one thing a resumed run cannot repeat
-            assert values == second.history["epoch"][key], key
-    assert first.scaler.state_dict() == second.scaler.state_dict()  # {} unless fp16: scale and growth tracker
-    assert (first.epoch, first.step) == (second.epoch, second.step)
+def assert_same_training(first: Trainer, second: Trainer) -> None:
+    """Two trainers hold the same state, bit for bit, wall times aside."""
+    assert_same_state(first.state_dict(), second.state_dict())
 
 
 def test_training_writes_history_samples_and_checkpoints(tmp_path):
@@ -76,15 +51,15 @@ def test_fit_past_target_does_nothing(tmp_path):
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
-    straight = make_trainer(tmp_path / "straight", tiny_config(epochs=3))
+    straight = make_trainer(tmp_path / "straight", tiny_config(epochs=2))
     straight.fit()
 
     make_trainer(tmp_path / "split", tiny_config(epochs=1)).fit()
     messages = []
-    resumed = Trainer(tiny_config(epochs=3), tmp_path / "split", progress=False, log=messages.append)
+    resumed = make_trainer(tmp_path / "split", tiny_config(epochs=2), log=messages.append)
     assert messages == [f"Resumed from epoch 1 ({checkpoint.latest_checkpoint(tmp_path / 'split')}, step 10)."]
     resumed.fit()
-    assert_same_state(straight, resumed)
+    assert_same_training(straight, resumed)
     assert torch.equal(straight.sample(), resumed.sample())
 
 
@@ -102,7 +77,7 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(tmp_path):
     resumed = make_trainer(tmp_path / "split", tiny_config(epochs=2))
     assert (resumed.epoch, resumed.batch_in_epoch, resumed.step) == (1, 4, 14)
     resumed.fit()
-    assert_same_state(straight, resumed)
+    assert_same_training(straight, resumed)
 
 
 def test_checkpoint_minutes_saves_inside_the_epoch(tmp_path):
@@ -165,11 +140,11 @@ def test_every_loss_trains(tmp_path, loss):
 def test_ema_generator_is_kept_and_resumed(tmp_path):
     straight = make_trainer(tmp_path / "a", tiny_config(epochs=2, ema_decay=0.9))
     straight.fit()
-    assert not torch.equal(straight.ema_generator.net[0][0].weight, straight.generator.net[0][0].weight)
+    assert not torch.equal(straight.ema.model.net[0][0].weight, straight.generator.net[0][0].weight)
     make_trainer(tmp_path / "b", tiny_config(epochs=1, ema_decay=0.9)).fit()
     resumed = make_trainer(tmp_path / "b", tiny_config(epochs=2, ema_decay=0.9))
     resumed.fit()
-    for a, b in zip(straight.ema_generator.state_dict().values(), resumed.ema_generator.state_dict().values(),
+    for a, b in zip(straight.ema.model.state_dict().values(), resumed.ema.model.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)
     assert torch.equal(straight.sample(), resumed.sample())
@@ -178,13 +153,13 @@ def test_ema_generator_is_kept_and_resumed(tmp_path):
 def test_the_ema_generator_samples_with_batch_norm_statistics_of_its_own_weights(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(epochs=2, ema_decay=0.9))
     trainer.fit()
-    ema_norm, live_norm = trainer.ema_generator.net[0][1], trainer.generator.net[0][1]
+    ema_norm, live_norm = trainer.ema.model.net[0][1], trainer.generator.net[0][1]
     assert not torch.equal(ema_norm.running_mean, live_norm.running_mean)
-    # Measured through the EMA's own first layer on the run's recalibration noise (seed + 5), batch by batch.
-    noise = make_noise(training.RECALIBRATION_IMAGES, trainer.config.z_dim,
-                       generator=torch.Generator().manual_seed(trainer.config.seed + 5))
+    # Measured through the EMA's own first layer on the run's recalibration noise, batch by batch.
+    noise = make_noise(RECALIBRATION_IMAGES, trainer.config.z_dim,
+                       generator=stream_generator(trainer.config.seed, "recalibration"))
     with torch.no_grad():
-        means = [trainer.ema_generator.net[0][0](z).mean((0, 2, 3)) for z in noise.split(trainer.config.batch_size)]
+        means = [trainer.ema.model.net[0][0](z).mean((0, 2, 3)) for z in noise.split(trainer.config.batch_size)]
     torch.testing.assert_close(ema_norm.running_mean, torch.stack(means).mean(0))
     # The checkpoint holds them too, so an export or a resumed run's first grid draws the same images.
     saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path))["ema_generator"]
@@ -193,12 +168,12 @@ def test_the_ema_generator_samples_with_batch_norm_statistics_of_its_own_weights
 
 def test_the_ema_generator_keeps_plain_batch_norm_under_sync_batch_norm(tmp_path, monkeypatch):
     # Rank 0 alone runs the EMA generator: a SyncBatchNorm there would wait for the other ranks forever.
-    monkeypatch.setattr(training.distributed, "batch_norm",
+    monkeypatch.setattr(distributed, "batch_norm",
                         lambda module, group, device, sync: torch.nn.SyncBatchNorm.convert_sync_batchnorm(module))
     trainer = make_trainer(tmp_path, tiny_config(epochs=0))
     assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.generator.modules())
-    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.ema_generator.modules())
-    assert set(trainer.ema_generator.state_dict()) == set(trainer.generator.state_dict())
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in trainer.ema.model.modules())
+    assert set(trainer.ema.model.state_dict()) == set(trainer.generator.state_dict())
 
 
 def test_fid_every_epoch_keeps_the_best_checkpoint(tmp_path):
@@ -224,7 +199,7 @@ def fp16_config(epochs: int) -> Config:
 def test_fp16_trains_on_the_cpu_with_a_grad_scaler(tmp_path):
     trainer = make_trainer(tmp_path, fp16_config(1))
     assert trainer.amp_dtype == torch.float16 and trainer.scaler.is_enabled()
-    with trainer._autocast():
+    with torch.autocast("cpu", dtype=trainer.amp_dtype):
         assert trainer.generator(trainer.fixed_noise).dtype == torch.float16
     history = trainer.fit()
     assert torch.isfinite(torch.tensor(history["batch"]["loss_d"] + history["batch"]["loss_g"])).all()
@@ -236,14 +211,16 @@ def test_fp16_trains_on_the_cpu_with_a_grad_scaler(tmp_path):
 
 
 def test_fp16_resume_is_exact_including_the_grad_scaler(tmp_path):
-    straight = make_trainer(tmp_path / "straight", fp16_config(2))
+    straight = make_trainer(tmp_path / "straight", fp16_config(1))
     straight.fit()
 
-    make_trainer(tmp_path / "split", fp16_config(1)).fit()
-    resumed = make_trainer(tmp_path / "split", fp16_config(2))
-    assert resumed.scaler.state_dict()["_growth_tracker"] > 0  # restored, not a fresh scaler
+    interrupted = make_trainer(tmp_path / "split", fp16_config(1))
+    train_batches(interrupted, epoch=0, count=6)
+    interrupted.save_checkpoint()
+    resumed = make_trainer(tmp_path / "split", fp16_config(1))
+    assert resumed.scaler.state_dict() == interrupted.scaler.state_dict() != torch.amp.GradScaler("cpu").state_dict()
     resumed.fit()
-    assert_same_state(straight, resumed)
+    assert_same_training(straight, resumed)
 
 
 def test_fp32_and_contiguous_path_trains(tmp_path):
@@ -262,7 +239,7 @@ def test_tensorboard_logs_epoch_scalars(tmp_path):
 
 def test_seconds_per_step_times_real_steps_and_leaves_the_rng_alone():
     before = torch.get_rng_state()
-    seconds = training.seconds_per_step(tiny_config(batch_size=8), steps=2)
+    seconds = timing.seconds_per_step(tiny_config(batch_size=8), steps=2)
     assert 0 < seconds < 60
     assert torch.equal(torch.get_rng_state(), before)
 
@@ -273,32 +250,23 @@ def test_seconds_per_step_times_real_steps_and_leaves_the_rng_alone():
     ("folder:/photos", 5, "One training step takes about 0.300 s here (128 images)."),
 ])
 def test_training_time_multiplies_the_step_by_the_run(monkeypatch, dataset, epochs, expected):
-    monkeypatch.setattr(training, "seconds_per_step", lambda config, device=None: 0.3)
-    assert expected in training.training_time(Config.from_preset("mnist28", dataset=dataset, epochs=epochs))
-
-
-def train_steps_by_hand(trainer: Trainer, steps: int) -> None:
-    """`steps` batches of the next epoch as fit() runs them, their stats left on the device."""
-    batches = trainer.loader.epoch(trainer.epoch, start_batch=trainer.batch_in_epoch)
-    for _ in range(steps):
-        trainer._pending.append(trainer.train_step(next(batches)))
-        trainer.step += 1
-        trainer.batch_in_epoch += 1
+    monkeypatch.setattr(timing, "seconds_per_step", lambda config, device=None: 0.3)
+    assert expected in timing.training_time(Config.from_preset("mnist28", dataset=dataset, epochs=epochs))
 
 
 def test_state_dict_only_reads_yet_holds_every_batch(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(epochs=2))
     trainer.fit(epochs=1)
-    train_steps_by_hand(trainer, 3)
-    history, pending = copy.deepcopy(trainer.history), list(trainer._pending)
+    train_batches(trainer, epoch=1, count=3)
+    history = copy.deepcopy(trainer.history)
+    assert len(history["batch"]["step"]) == 10  # the 3 new batches' stats still wait on the device
     first, second = trainer.state_dict(), trainer.state_dict()
-    assert trainer.history == history and len(history["batch"]["step"]) == 10  # the 3 new stats still pending
-    assert len(trainer._pending) == 3 and all(a is b for a, b in zip(trainer._pending, pending, strict=True))
+    assert trainer.history == history  # reading the state moved nothing
     assert first["history"] == second["history"]
     assert first["history"]["batch"]["step"] == list(range(1, 14))
     saved = checkpoint.load_checkpoint(trainer.save_checkpoint())
     assert saved["history"]["batch"]["step"] == list(range(1, 14))
-    assert all(len(saved["history"]["batch"][name]) == 13 for name in training.STAT_NAMES)
+    assert all(len(saved["history"]["batch"][name]) == 13 for name in STAT_NAMES)
     trainer.fit()  # training goes on from the pending stats, each batch once
     assert trainer.history["batch"]["step"] == list(range(1, 21))
 
@@ -314,16 +282,18 @@ def test_mid_epoch_checkpoints_hold_every_batch_so_far(tmp_path):
 
 def test_best_checkpoint_goes_through_the_checkpoint_save(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(epochs=1))
-    best = RunDir(tmp_path).checkpoint_dir / "best.pt"
-    trainer._keep_best(None)  # an epoch without FID
-    assert not best.exists()
-    trainer._keep_best(5.0)
+    best = trainer.save_checkpoint(best=True)
+    assert best == RunDir(tmp_path).best
     saved = checkpoint.load_checkpoint(best)
-    assert saved["best_fid"] == 5.0 and saved["format_version"] == checkpoint.FORMAT_VERSION
-    assert "library_version" in saved
-    trainer._keep_best(6.0)  # worse: best.pt stays
-    assert checkpoint.load_checkpoint(best)["best_fid"] == 5.0 and trainer.best_fid == 5.0
-    assert [p.name for p in RunDir(tmp_path).checkpoint_dir.glob("ckpt_*.pt")] == []  # no epoch checkpoint
+    assert saved["format_version"] == checkpoint.FORMAT_VERSION and "library_version" in saved
+    assert RunDir(tmp_path).checkpoints() == []  # no epoch checkpoint
+
+
+def test_the_fid_tracker_keeps_the_lowest_score_and_lets_ties_go_to_the_newer_epoch(tmp_path):
+    tracker = make_trainer(tmp_path, tiny_config(epochs=1)).fid
+    assert [tracker.is_new_best(fid) for fid in (None, 5.0, 6.0, None, 5.0, 4.0)] == [False, True, False, False,
+                                                                                        True, True]
+    assert tracker.best == 4.0
 
 
 def test_train_step_equals_the_plain_step_in_fp32(tmp_path):
@@ -336,7 +306,7 @@ def test_train_step_equals_the_plain_step_in_fp32(tmp_path):
     generator, discriminator = build_models(config)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-    noise_rng = torch.Generator().set_state(trainer.noise_rng.get_state())  # the z that train_step will draw
+    noise_rng = torch.Generator().set_state(trainer.streams.noise.get_state())  # the z that train_step will draw
     for real in itertools.islice(trainer.loader.epoch(0), 5):
         z = make_noise(real.size(0), config.z_dim, generator=noise_rng)
         loss_d, loss_g = plain_train_step(generator, discriminator, opt_g, opt_d, real, z)

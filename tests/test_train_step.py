@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+import kit
 import pytest
 import torch
 
@@ -17,8 +18,8 @@ from dcganlib.config import Config
 from dcganlib.models import make_noise
 from dcganlib.train import Trainer
 
-TINY = {"g_features": 8, "d_features": 8, "batch_size": 64, "sample_count": 4, "epochs": 1,
-        "precision": "fp32", "channels_last": False}
+# The kit's tiny net in fp32, NCHW and batches of 64: a step that arithmetic by hand can follow exactly.
+BY_HAND = {"batch_size": 64, "sample_count": 4, "epochs": 1, "precision": "fp32", "channels_last": False}
 # Each config loss as (D's loss, G's loss): the functions the step must call, named here and not dispatched.
 LOSS_PAIRS = {
     "non-saturating": (losses.d_bce_loss, losses.g_non_saturating_loss),
@@ -29,14 +30,14 @@ LOSS_PAIRS = {
 
 
 def tiny_config(**overrides) -> Config:
-    values = {**TINY, "ema_decay": 0.0, **overrides}
+    values = {**BY_HAND, "ema_decay": 0.0, **overrides}
     if values.get("loss") == "wgan-gp":
         values["batch_norm"] = False
-    return Config.from_preset("mnist28", **values)
+    return kit.tiny_config(**values)
 
 
 def make_trainer(run_dir, config: Config) -> Trainer:
-    return Trainer(config, run_dir, progress=False, log=lambda message: None, resume=False)
+    return kit.make_trainer(run_dir, config, resume=False)
 
 
 def first_batch(trainer: Trainer) -> torch.Tensor:
@@ -53,7 +54,7 @@ def step_by_hand(trainer: Trainer, real: torch.Tensor) -> dict:
     if trainer.opt_d.state:  # a later step: Adam's moments and step count carry over
         opt_g.load_state_dict(copy.deepcopy(trainer.opt_g.state_dict()))
         opt_d.load_state_dict(copy.deepcopy(trainer.opt_d.state_dict()))
-    rng = torch.Generator().set_state(trainer.noise_rng.get_state())
+    rng = torch.Generator().set_state(trainer.streams.noise.get_state())
     z = make_noise(real.size(0), cfg.z_dim, generator=rng)
     fake = generator(z)
     real_logits, fake_logits = discriminator(real), discriminator(fake.detach())
@@ -160,24 +161,24 @@ def test_ema_follows_the_generator_with_the_warmed_up_decay(tmp_path, ema_decay,
     trainer = make_trainer(tmp_path, tiny_config(ema_decay=ema_decay))
     # Give the average a history of its own, so that its old value and G's new one are told apart.
     with torch.no_grad():
-        for param in trainer.ema_generator.parameters():
+        for param in trainer.ema.model.parameters():
             param.add_(0.5)
-    ema_before = copy.deepcopy(trainer.ema_generator.state_dict())
+    ema_before = copy.deepcopy(trainer.ema.model.state_dict())
     trainer.step = step
     trainer.train_step(first_batch(trainer))
-    generator, ema = trainer.generator.state_dict(), trainer.ema_generator.state_dict()
+    generator, ema = trainer.generator.state_dict(), trainer.ema.model.state_dict()
     params = {name for name, _ in trainer.generator.named_parameters()}
     for name in generator:
         if name in params:
             torch.testing.assert_close(ema[name], decay * ema_before[name] + (1 - decay) * generator[name], msg=name)
         else:  # BatchNorm statistics are copied, not averaged
             assert torch.equal(ema[name], generator[name]), name
-    assert trainer.sampling_generator is trainer.ema_generator
+    assert trainer.sampling_generator is trainer.ema.model
 
 
 def test_without_ema_the_generator_itself_samples(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(ema_decay=0.0))
-    assert trainer.ema_generator is None and trainer.sampling_generator is trainer.generator
+    assert trainer.ema is None and trainer.sampling_generator is trainer.generator
     assert trainer.state_dict()["ema_generator"] is None
 
 
@@ -192,7 +193,7 @@ def test_the_plain_step_is_the_non_saturating_step_by_hand(tmp_path):
     generator, discriminator = copy.deepcopy(trainer.generator), copy.deepcopy(trainer.discriminator)
     opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    z = make_noise(real.size(0), cfg.z_dim, generator=torch.Generator().set_state(trainer.noise_rng.get_state()))
+    z = make_noise(real.size(0), cfg.z_dim, generator=torch.Generator().set_state(trainer.streams.noise.get_state()))
     loss_d, loss_g = plain_train_step(generator, discriminator, opt_g, opt_d, real, z)
     assert not loss_d.requires_grad and not loss_g.requires_grad
     torch.testing.assert_close(loss_d, expected["loss_d"])

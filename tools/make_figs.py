@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from dcganlib import Config, Trainer, directions
-from dcganlib.latent import interpolation_grid, noise_for_seed, vector_arithmetic
+from dcganlib.latent import interpolation_grid, vector_arithmetic
 from dcganlib.metrics import classifier_probabilities
-from dcganlib.models import generate
+from dcganlib.models import generate, make_noise
 from dcganlib.pretrained import load_generator
 from dcganlib.viz import make_gif, plot_d_outputs, plot_directions, plot_losses, plot_metric, save_grid
 
@@ -29,7 +29,7 @@ FIGS = Path(__file__).resolve().parents[1] / "figs"
 
 def digit_latents(generator, z_dim: int, digit: int, count: int, pool: int = 2000) -> torch.Tensor:
     """Latents whose samples the shipped classifier reads most confidently as `digit` (for the arithmetic)."""
-    noise = noise_for_seed(4321, z_dim, n=pool)
+    noise = make_noise(pool, z_dim, seed=4321)
     probabilities = classifier_probabilities(generate(generator, noise))
     return noise[probabilities[:, digit].topk(count).indices]
 
@@ -38,7 +38,7 @@ def directions_figure() -> None:
     """Notebook 05's directions (4 principal, towards 0, 1 and 7) of the shipped generator, swept from seed 0."""
     generator = load_generator()
     found = directions.principal_directions(generator, 4) + directions.class_directions(generator, [0, 1, 7])
-    plot_directions(generator, found, noise_for_seed(0, generator.z_dim), path=FIGS / "directions.png")
+    plot_directions(generator, found, make_noise(1, generator.z_dim, seed=0), path=FIGS / "directions.png")
 
 
 def main(argv=None) -> None:
@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     plot_d_outputs(history, FIGS / "d_outputs.png")
     plot_metric(history, "fid", FIGS / "fid.png", log_scale=True)
     make_gif(trainer.run_dir, FIGS / "progress.gif", fps=3)
-    starts, ends = noise_for_seed(1, z_dim, n=4), noise_for_seed(2, z_dim, n=4)
+    starts, ends = make_noise(4, z_dim, seed=1), make_noise(4, z_dim, seed=2)
     for method in ("lerp", "slerp"):
         save_grid(interpolation_grid(generator, starts, ends, steps=10, method=method), FIGS / f"{method}.png", nrow=10)
     # "7 - 1 + 0": each term averages three latents, as the DCGAN paper does for faces.
