@@ -97,7 +97,7 @@ class Config:
     g_features: int = _field(64, ARCHITECTURE)  # G width: channels of its last hidden layer (doubled towards the input)
     d_features: int = _field(16, ARCHITECTURE)  # D width: channels of its first layer (doubled towards the output)
     batch_norm: bool = _field(True, ARCHITECTURE)  # BatchNorm in G and D (off for WGAN-GP, whose penalty is per sample)
-    # spectral normalisation of D's convolutions (Miyato et al. 2018): no layer of D can amplify a change by more than 1
+    # spectral normalisation of D's convolutions (Miyato et al. 2018): caps how much each can stretch its input
     spectral_norm: bool = _field(False, ARCHITECTURE, flag="spectral normalisation of D's convolutions")
 
     # --- data ---

@@ -97,7 +97,12 @@ def walk(
     return generate(generator, torch.cat([*legs, points[-1:]]))
 
 
-def vector_arithmetic(generator: Callable[[Tensor], Tensor], z_a: Tensor, z_b: Tensor, z_c: Tensor) -> Tensor:
-    """Images (4, C, H, W) of a, b, c and a - b + c; batches are averaged first, as in the DCGAN paper."""
+def arithmetic_latents(z_a: Tensor, z_b: Tensor, z_c: Tensor) -> Tensor:
+    """The latents (4, z_dim, 1, 1) a, b, c and a - b + c, each batch averaged first, as in the DCGAN paper."""
     a, b, c = (_as_batch(z).mean(dim=0, keepdim=True) for z in (z_a, z_b, z_c))
-    return generate(generator, torch.cat([a, b, c, a - b + c]))
+    return torch.cat([a, b, c, a - b + c])
+
+
+def vector_arithmetic(generator: Callable[[Tensor], Tensor], z_a: Tensor, z_b: Tensor, z_c: Tensor) -> Tensor:
+    """Images (4, C, H, W) of a, b, c and a - b + c (see `arithmetic_latents`)."""
+    return generate(generator, arithmetic_latents(z_a, z_b, z_c))

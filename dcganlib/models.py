@@ -76,9 +76,11 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """Maps images to one real/fake logit each, shape (N,): pair it with BCEWithLogitsLoss.
 
-    spectral_norm=True divides every convolution's weight by its largest singular value (Miyato et al. 2018), so
-    no layer can amplify a change of its input by more than 1: D's output then cannot jump, and neither can the
-    gradients it hands G.
+    spectral_norm=True divides every convolution's weight, as an (out, in x kernel x kernel) matrix, by its largest
+    singular value (Miyato et al. 2018, estimated by power iteration). That caps how much each convolution can
+    stretch a change of its input (roughly: the cap is on the matrix, not on the convolution that reuses it), so
+    D's output varies more smoothly. It bounds nothing else: BatchNorm layers, which divide by the batch's spread,
+    can still amplify.
     """
 
     def __init__(self, channels: int = 1, features: int = 64, image_size: int = 64, batch_norm: bool = True,
@@ -215,14 +217,22 @@ def visible_pixels(discriminator: Discriminator) -> Tensor:
     return gradient[0].abs().sum(0).cpu() > 0
 
 
+@torch.no_grad()
+def stage_outputs(net: nn.Sequential, x: Tensor) -> list[Tensor]:
+    """What each stage of `net` outputs as x goes through it one stage at a time (without gradients)."""
+    outputs = []
+    for stage in net:
+        x = stage(x)
+        outputs.append(x)
+    return outputs
+
+
 def print_shapes(net: nn.Sequential, x: Tensor) -> None:
     """Push x through `net` one stage at a time (without gradients), printing each stage's layers and output shape."""
     print(f"{'input':>42} {tuple(x.shape)}")
-    with torch.no_grad():
-        for stage in net:
-            x = stage(x)
-            layers = " + ".join(type(m).__name__ for m in stage.modules() if not list(m.children()))
-            print(f"{layers:>42} {tuple(x.shape)}")
+    for stage, out in zip(net, stage_outputs(net, x), strict=True):
+        layers = " + ".join(type(m).__name__ for m in stage.modules() if not list(m.children()))
+        print(f"{layers:>42} {tuple(out.shape)}")
 
 
 def generate(generator: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:

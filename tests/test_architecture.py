@@ -25,6 +25,7 @@ LAYERS = {
     "__init__": FACE, "__main__": FACE, "cli": FACE,
     "train": WORKER, "latent": WORKER, "sliders": WORKER, "viz": WORKER, "metrics": WORKER, "pretrained": WORKER,
     "step": WORKER, "directions": WORKER, "build": WORKER, "evaluation": WORKER, "timing": WORKER,
+    "diagrams": WORKER, "diagnostics": WORKER,
     "checkpoint": PART, "data": PART, "models": PART, "losses": PART, "config": PART, "runs": PART,
     "devices": PART, "images": PART, "distributed": PART, "augment": PART, "_version": PART, "catalog": PART,
     "seeds": PART, "ema": PART, "history": PART,

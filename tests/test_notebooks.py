@@ -16,6 +16,7 @@ import pytest
 from colab_sim import notebook_text
 
 import dcganlib
+from dcganlib import checkpoint
 from dcganlib.catalog import DATASETS
 from dcganlib.config import PRESETS
 
@@ -27,7 +28,7 @@ SETUP_TITLE = "# @title Set-up (run once; installs dcganlib on Colab only)"
 # Small enough for CI on two shared CPU cores (narrow networks: a few seconds per epoch); the notebooks' own
 # defaults are the Colab values.
 TRAINING = {"DATASET": "mnist-5k", "PRESET": "mnist28", "BATCH_SIZE": 128, "RUN_NAME": "ci", "SEED": 0,
-            "PLAIN_STEPS": 20, "CONFIG_OVERRIDES": {"g_features": 16, "d_features": 8}}
+            "PLAIN_STEPS": 20, "COMPARE_EPOCHS": 1, "CONFIG_OVERRIDES": {"g_features": 16, "d_features": 8}}
 
 
 def _set_repo_url_module():
@@ -137,6 +138,14 @@ def test_training_notebook_trains_and_resumes(training_run):
     assert "Resumed from epoch 1" in second and "plain-step warm-up below is skipped" in second
     assert (run_dir / "checkpoints" / "ckpt_epoch_0002.pt").is_file()
     assert (run_dir / "progress.gif").is_file() and (run_dir / "generator.pt").is_file()
+
+
+@pytest.mark.slow
+def test_the_failure_modes_experiment_measures_both_settings_every_epoch(training_run):
+    base = training_run[0].parent
+    for name in ("mnist28", "demo"):
+        history = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(base / f"modes-{name}"))["history"]
+        assert history["epoch"]["epoch"] == [1] and history["epoch"]["fid"][0] > 0
 
 
 @pytest.mark.slow
