@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-fast lint bench gpu-check figs pretrained mutate clean
+.PHONY: setup demo test test-fast lint docs docs-publish bench gpu-check figs pretrained pretrained-conditional mutate clean
 
 setup: $(STAMP)
 
@@ -22,7 +22,7 @@ $(COLAB_ENV)/.installed: tests/colab_versions.txt tools/colab_env.sh
 $(STAMP): pyproject.toml constraints.txt requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,docs]"
 	rm -rf $(VENV)/ipywidgets-7.7.1
 	$(BIN)/python -m pip install -q --target $(VENV)/ipywidgets-7.7.1 --no-deps ipywidgets==7.7.1 ipython_genutils==0.2.0
 	touch $(STAMP)
@@ -45,6 +45,15 @@ test: $(STAMP) $(COLAB_ENV)/.installed lint
 test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not slow" -q
 
+# The docs site (tools/build_docs.py): README, docs/, the API reference and the six notebooks executed with their
+# outputs, built strictly into site/. `make test` builds it too (tests/test_docs.py).
+docs: $(STAMP)
+	$(BIN)/python tools/build_docs.py
+
+# Build the site and push it to the gh-pages branch, which GitHub Pages serves (needs push access).
+docs-publish: $(STAMP)
+	$(BIN)/python tools/build_docs.py --publish
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/speed.py
 	$(BIN)/python benchmarks/quality.py
@@ -62,6 +71,13 @@ pretrained: $(STAMP)
 		--run-dir runs/pretrained-mnist28
 	$(BIN)/python -m dcganlib export --run-dir runs/pretrained-mnist28 --out dcganlib/assets/mnist28_generator.pt
 
+# The conditional generator shipped with the package (pretrained.SHIPPED_CONDITIONAL_GENERATOR, the browser test's):
+# `demo --conditional`, 55 epochs.
+pretrained-conditional: $(STAMP)
+	$(BIN)/python -m dcganlib train --preset demo --conditional --dataset mnist-5k --run-dir runs/pretrained-conditional
+	$(BIN)/python -m dcganlib export --run-dir runs/pretrained-conditional \
+		--out dcganlib/assets/mnist28_conditional_generator.pt
+
 # Mutation testing of the core modules (config: pyproject.toml [tool.mutmut]); prints killed/total per module,
 # less the equivalent mutants in tests/equivalent_mutants.md. CPU-heavy (two cores: ~1 h for all five modules);
 # MUTANTS='dcganlib.losses*' limits a run to one module. Results are kept in mutants/ and a re-run tests only new
@@ -74,4 +90,4 @@ mutate: $(STAMP)
 	$(BIN)/python tools/mutation_score.py --list
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache mutants
+	rm -rf $(VENV) runs .pytest_cache mutants build site

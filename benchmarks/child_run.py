@@ -145,11 +145,11 @@ def pause_halfway(trainer: Trainer, epoch: int) -> None:
     """Halfway through `epoch` (1-based), print PAUSED and wait: that half epoch is trained and not saved."""
     step, halfway = trainer.train_step, len(trainer.loader) // 2
 
-    def train_step(real: torch.Tensor) -> torch.Tensor:
+    def train_step(real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if trainer.epoch + 1 == epoch and trainer.batch_in_epoch == halfway:
             print("PAUSED", flush=True)
             wait_for_the_parent()
-        return step(real)
+        return step(real, labels)
 
     trainer.train_step = train_step
 

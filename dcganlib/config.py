@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from .augment import AUGMENTATIONS
-from .catalog import DATASETS, FOLDER_PREFIX
+from .catalog import DATASETS, FOLDER_PREFIX, class_names
 from .losses import LOSSES as LOSS_TABLE
 
 IMAGE_SIZES = (16, 28, 32, 64, 128)
@@ -22,6 +22,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # torch.compile modes; the last two replay the step as CUDA graphs on a GPU (fewer kernel launches).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 CHANNELS = (1, 3)  # grayscale or RGB
+CONDITIONAL_D_FEATURES = 32  # the narrowest D a conditional run gets (Config.conditional): twice the course D
 
 # Every Config field belongs to one class, and the class is its resume rule (train.resolve_resume_config):
 ARCHITECTURE = "architecture"  # fixes the networks' shapes: a checkpoint loads only into the same values
@@ -36,12 +37,10 @@ PRESETS: dict[str, dict] = {
     "mnist28": {"image_size": 28, "channels": 1, "z_dim": 64, "g_features": 64, "d_features": 16},
     # 32 px DCGAN with G filters 1024/512/256 (D mirrors them).
     "dcgan32": {"image_size": 32, "channels": 1, "z_dim": 100, "g_features": 256, "d_features": 256},
-    # The paper's 32 px layout at a quarter of dcgan32's width (256/128/64): digits after ~600 steps on a CPU,
-    # where the course net needs ~6,000. Batch 64: more updates per epoch than 128.
+    # The paper's 32 px layout at a quarter of dcgan32's width (256/128/64), at batch 64: more updates per epoch.
     "mnist32": {"image_size": 32, "channels": 1, "z_dim": 100, "g_features": 64, "d_features": 64, "batch_size": 64},
-    # `make demo`: the course net with 4x the updates per epoch (batch 32) and bigger steps (lr 5e-4 for G and D).
-    # On mnist-5k it draws all ten digits within ~10 epochs, where batch 128 at 2e-4 stays one grey blob for ~100.
-    # FID still falls at 55 epochs (benchmarks/quality.py), which train in about the old demo's (mnist32's) time.
+    # `make demo`: the course net with 4x the updates per epoch (batch 32) and bigger steps (lr 5e-4 for G and D),
+    # which leave the course settings' one-grey-blob phase within about 10 epochs on the 5,000 digits.
     "demo": {"image_size": 28, "channels": 1, "z_dim": 64, "g_features": 64, "d_features": 16, "batch_size": 32,
              "lr": 5e-4, "epochs": 55},
     # mnist32's layout in colour for CIFAR-10: the paper's 32 px net at the paper's batch of 128.
@@ -99,6 +98,9 @@ class Config:
     batch_norm: bool = _field(True, ARCHITECTURE)  # BatchNorm in G and D (off for WGAN-GP, whose penalty is per sample)
     # spectral normalisation of D's convolutions (Miyato et al. 2018): caps how much each can stretch its input
     spectral_norm: bool = _field(False, ARCHITECTURE, flag="spectral normalisation of D's convolutions")
+    # > 0: a conditional GAN over this many classes of the data set's labels (conditional BatchNorm in G, a
+    # projection D); 0: unconditional
+    num_classes: int = _field(0, ARCHITECTURE)
 
     # --- data ---
     # mnist-5k (offline), mnist, fashion-mnist, cifar10, celeba or folder:<path>
@@ -183,6 +185,15 @@ class Config:
             name += "-" + hashlib.sha256(json.dumps(changed, sort_keys=True).encode()).hexdigest()[:6]
         return name
 
+    def conditional(self) -> Config:
+        """This config as a conditional GAN over its data set's classes: num_classes set from the data, and D at
+        least CONDITIONAL_D_FEATURES wide, as its features now tell both real from fake and class from class."""
+        count = len(class_names(self.dataset))
+        if count < 2:
+            raise ConfigError(f"num_classes: {self.dataset} has no classes to condition on; train it "
+                              "unconditionally, or give a folder with one sub-folder of images per class")
+        return dataclasses.replace(self, num_classes=count, d_features=max(self.d_features, CONDITIONAL_D_FEATURES))
+
     @property
     def offline_fid(self) -> bool:
         """FID by the shipped MNIST classifier (grey digits); otherwise the standard Inception FID (pytorch-fid)."""
@@ -198,6 +209,7 @@ class Config:
         self._check_choices()
         self._check_counts()
         self._check_numbers()
+        self._check_classes()
         self._check_combinations()
 
     def _check_choices(self) -> None:
@@ -243,6 +255,19 @@ class Config:
             raise ConfigError(f"label_smoothing: {self.label_smoothing!r} must be in [0, 0.5), e.g. 0.1")
         if self.checkpoint_minutes < 0:
             raise ConfigError(f"checkpoint_minutes: {self.checkpoint_minutes!r} must be 0 (off) or positive")
+
+    def _check_classes(self) -> None:
+        count = self.num_classes
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0 or count == 1:
+            raise ConfigError(f"num_classes: {count!r} must be 0 (unconditional) or a class count of at least 2")
+        known = DATASETS.get(self.dataset)
+        if not count or known is None or len(known.classes) == count:
+            return
+        if not known.classes:
+            raise ConfigError(f"num_classes: {self.dataset} has no class labels; train it unconditionally "
+                              "(num_classes 0), or give a folder with one sub-folder of images per class")
+        raise ConfigError(f"num_classes: {self.dataset} has {len(known.classes)} classes, not {count}; set "
+                          f"num_classes to {len(known.classes)}, or to 0 to train unconditionally")
 
     def _check_combinations(self) -> None:
         if self.loss == "wgan-gp" and self.batch_norm:

@@ -21,9 +21,8 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .catalog import FOLDER_PREFIX, unknown_dataset
+from .catalog import DATASETS, FOLDER_PREFIX, IMAGE_EXTENSIONS, unknown_dataset
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 # The img_align_celeba.zip Drive file used by many DCGAN tutorials; Drive often refuses it ("quota exceeded").
 CELEBA_DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
 # Looked up by attribute at call time (not bound here) so tests can monkeypatch torchvision.datasets.
@@ -40,14 +39,19 @@ def _to_float(x: Tensor) -> Tensor:
 
 
 class TensorImages(Dataset):
-    """A whole data set held as one uint8 tensor `images` (N, C, H, W); items are normalised floats."""
+    """A whole data set held as one uint8 tensor `images` (N, C, H, W); items are normalised floats.
 
-    def __init__(self, images: Tensor) -> None:
+    With `labels` (int64, N) the images have classes, named by `class_names` in label order.
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor | None = None, class_names: tuple[str, ...] = ()) -> None:
         if images.dtype != torch.uint8 or images.ndim != 4:
             raise ValueError(
                 f"expected a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}"
             )
-        self.images = images
+        if labels is not None and labels.shape != (images.shape[0],):
+            raise ValueError(f"expected one label per image, got {tuple(labels.shape)} for {images.shape[0]}")
+        self.images, self.labels, self.class_names = images, labels, class_names
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -83,8 +87,9 @@ def load_mnist_5k() -> tuple[Tensor, Tensor]:
     return images, torch.from_numpy(table[:, 784].astype(np.int64))
 
 
-def _torchvision_images(name: str, root: Path, download: bool) -> Tensor:
-    """The train split of a torchvision data set as uint8 (N, C, H, W), read from its in-memory array."""
+def _torchvision_images(name: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
+    """The train split of a torchvision data set as uint8 (N, C, H, W) images, read from its in-memory array, and
+    their int64 labels."""
     cls = getattr(datasets, _TORCHVISION_CLASSES[name])
     try:
         ds = cls(root=str(root), train=True, download=download)
@@ -93,7 +98,8 @@ def _torchvision_images(name: str, root: Path, download: bool) -> Tensor:
         raise DatasetUnavailableError(f"cannot load {name} from {root}: {e}; {hint}") from e
     # MNIST-likes keep a (N, H, W) tensor, CIFAR a (N, H, W, C) numpy array: no per-image PIL work.
     data = torch.as_tensor(ds.data)
-    return data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
+    labels = torch.as_tensor(ds.targets, dtype=torch.int64)
+    return (data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)), labels
 
 
 class ImageFiles(Dataset):
@@ -101,10 +107,13 @@ class ImageFiles(Dataset):
 
     With verify=True each file gets a cheap PIL header check once, here; unreadable ones are
     skipped with one warning. A file that passes but is truncated mid-data still fails when read.
+    With labelled=True the first level of sub-folders are the classes (torchvision's ImageFolder convention):
+    `labels` and `class_names` come from them, and images directly in the folder are left out.
     """
 
     def __init__(
-        self, root: str | Path, image_size: int = 64, channels: int = 3, *, verify: bool = True
+        self, root: str | Path, image_size: int = 64, channels: int = 3, *, verify: bool = True,
+        labelled: bool = False,
     ) -> None:
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
@@ -112,6 +121,10 @@ class ImageFiles(Dataset):
         files = sorted(
             p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
         )
+        if labelled:
+            files = [p for p in files if p.parent != self.root]
+            if not files:
+                raise DatasetUnavailableError(_no_classes(f"folder:{self.root}"))
         if verify:
             readable = [p for p in files if _readable(p)]
             if skipped := len(files) - len(readable):
@@ -122,6 +135,7 @@ class ImageFiles(Dataset):
                 f"no readable images ({', '.join(IMAGE_EXTENSIONS)}) found under {self.root}"
             )
         self.files = files
+        self.labels, self.class_names = _folder_labels(self.root, files) if labelled else (None, ())
         self.mode = "RGB" if channels == 3 else "L"
         self.transform = v2.Compose(
             [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()]
@@ -133,6 +147,14 @@ class ImageFiles(Dataset):
     def __getitem__(self, index: int) -> Tensor:
         with Image.open(self.files[index]) as img:
             return _to_float(self.transform(img.convert(self.mode)))
+
+
+def _folder_labels(root: Path, files: list[Path]) -> tuple[Tensor, tuple[str, ...]]:
+    """The class of each file: the sub-folder of `root` it lies in, classes in sorted order."""
+    folders = [path.relative_to(root).parts[0] for path in files]
+    class_names = tuple(sorted(set(folders)))
+    index = {name: label for label, name in enumerate(class_names)}
+    return torch.tensor([index[folder] for folder in folders], dtype=torch.int64), class_names
 
 
 def _readable(path: Path) -> bool:
@@ -208,26 +230,37 @@ def _celeba_folder(root: Path, download: bool) -> Path:
 
 
 def load_dataset(
-    name: str, root: str | Path = "data", image_size: int = 28, channels: int = 1, download: bool = True
+    name: str, root: str | Path = "data", image_size: int = 28, channels: int = 1, download: bool = True,
+    labelled: bool = False,
 ) -> Dataset:
-    """Load a data set by name (DATASETS or "folder:<path>") as (channels, S, S) floats in [-1, 1]."""
+    """Load a data set by name (DATASETS or "folder:<path>") as (channels, S, S) floats in [-1, 1].
+
+    With labelled=True the data set also has `labels` and `class_names`; one without classes (CelebA, a folder
+    with no sub-folders) is a DatasetUnavailableError that says what to do.
+    """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
     root = Path(root).expanduser()
     if name.startswith(FOLDER_PREFIX):
-        return ImageFiles(name.removeprefix(FOLDER_PREFIX), image_size, channels)
-    if name == "celeba":
+        dataset = ImageFiles(name.removeprefix(FOLDER_PREFIX), image_size, channels, labelled=labelled)
+    elif name == "celeba":
         # The archive is trusted: skip the per-file check, which would open ~200k files.
-        return ImageFiles(_celeba_folder(root, download), image_size, channels, verify=False)
-    if name == "mnist-5k":
-        images = load_mnist_5k()[0]
-    elif name in _TORCHVISION_CLASSES:
-        images = _torchvision_images(name, root, download)
+        dataset = ImageFiles(_celeba_folder(root, download), image_size, channels, verify=False)
+    elif name == "mnist-5k" or name in _TORCHVISION_CLASSES:
+        images, labels = load_mnist_5k() if name == "mnist-5k" else _torchvision_images(name, root, download)
+        dataset = TensorImages(_prepare(images, image_size, channels), labels, DATASETS[name].classes)
     else:
         raise unknown_dataset(name)
-    return TensorImages(_prepare(images, image_size, channels))
+    if labelled and len(dataset.class_names if dataset.labels is not None else ()) < 2:
+        raise DatasetUnavailableError(_no_classes(name))
+    return dataset
+
+
+def _no_classes(name: str) -> str:
+    return (f"{name} has no classes to condition on: train it unconditionally (num_classes 0), or give a folder "
+            "with one sub-folder of images per class (folder:<path>)")
 
 
 class BatchLoader:
@@ -236,6 +269,7 @@ class BatchLoader:
     With `world_size` > 1 (data-parallel training) every process draws the same permutation and yields only its
     share of each `batch_size` batch: rank r takes images [r * share, (r + 1) * share) of it, share being
     batch_size / world_size. The ranks' shares are disjoint and together make the single-process batch.
+    With labelled=True every batch comes as (images, labels), the labels of the same images.
     """
 
     def __init__(
@@ -250,8 +284,12 @@ class BatchLoader:
         memory_format: torch.memory_format = torch.contiguous_format,
         rank: int = 0,
         world_size: int = 1,
+        labelled: bool = False,
     ) -> None:
+        if labelled and getattr(dataset, "labels", None) is None:
+            raise ValueError("labelled batches need a data set with labels (load_dataset(..., labelled=True))")
         self.dataset = dataset
+        self.labelled = labelled
         self.size = len(dataset)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -270,6 +308,7 @@ class BatchLoader:
         self.memory_format = memory_format
         # A tensor data set moves to the device once (as uint8) and is sliced there: no DataLoader.
         self.images = dataset.images.to(self.device) if isinstance(dataset, TensorImages) else None
+        self.labels = dataset.labels.to(self.device) if labelled else None
 
     def __len__(self) -> int:
         """Batches per epoch."""
@@ -283,8 +322,9 @@ class BatchLoader:
         """The permutation of item indices used in `epoch`."""
         return torch.randperm(self.size, generator=self._generator(epoch))
 
-    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Tensor]:
-        """Float (B, C, H, W) batches in [-1, 1] on the device, skipping the first `start_batch` unread."""
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
+        """Float (B, C, H, W) batches in [-1, 1] on the device (with their labels when labelled), skipping the first
+        `start_batch` unread."""
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch must be in [0, {len(self)}], got {start_batch}")
         indices = self.shard(self.order(epoch)[start_batch * self.batch_size : len(self) * self.batch_size])
@@ -308,8 +348,12 @@ class BatchLoader:
         indices = indices.to(self.device)
         # range(), not split(): an empty tail (start_batch == len) must yield no batch at all.
         for start in range(0, len(indices), self.share):
-            batch = self.images[indices[start : start + self.share]]
-            yield _to_float(batch).contiguous(memory_format=self.memory_format)
+            chunk = indices[start : start + self.share]
+            yield self._with_labels(_to_float(self.images[chunk]).contiguous(memory_format=self.memory_format), chunk)
+
+    def _with_labels(self, batch: Tensor, chunk: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """The batch of the images at `chunk`, with their labels when labelled."""
+        return (batch, self.labels[chunk.to(self.labels.device)]) if self.labelled else batch
 
     def _loader_batches(self, indices: Tensor, epoch: int) -> Iterator[Tensor]:
         loader = DataLoader(
@@ -322,5 +366,6 @@ class BatchLoader:
             # Without a generator DataLoader draws its worker base seed from the global RNG.
             generator=self._generator(epoch),
         )
-        for batch in loader:
-            yield batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        for batch, chunk in zip(loader, indices.split(self.share), strict=True):
+            yield self._with_labels(batch.to(self.device, non_blocking=True).contiguous(
+                memory_format=self.memory_format), chunk)

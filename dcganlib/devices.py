@@ -53,7 +53,7 @@ def _checked(device: str | torch.device) -> torch.device:
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes bf16 in hardware (AVX-512 BF16 or AMX).
 
-    Elsewhere (AVX2 only) torch emulates bf16, and a DCGAN step ran 15x slower than in fp32 (measured here).
+    Elsewhere (AVX2 only) torch emulates bf16, many times slower than fp32 (docs/results.md measures it).
     """
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 

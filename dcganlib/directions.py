@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .metrics import classifier_probabilities
-from .models import generate, make_noise
+from .models import generate, make_noise, through
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,24 @@ class Direction:
     label: str
 
 
+class _EveryClassInTurn(nn.Module):
+    """A conditional generator's first stage, run on latents whose labels go through every class in turn."""
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.stages, self.num_classes = generator.net[:1], generator.num_classes
+
+    def forward(self, z: Tensor) -> Tensor:
+        return through(self.stages, z, torch.arange(len(z), device=z.device) % self.num_classes)
+
+
 def first_stage(generator: nn.Module) -> nn.Module:
-    """The generator's first stage (transposed conv, BatchNorm, ReLU), whose outputs GANSpace analyses."""
+    """The generator's first stage (transposed conv, BatchNorm, ReLU), whose outputs GANSpace analyses; for a
+    conditional generator, over samples of every class in turn."""
     net = getattr(generator, "net", None)
     if not isinstance(net, nn.Sequential):
         raise ValueError(f"{type(generator).__name__} has no .net stages: pass layer=<the module to analyse>")
-    return net[0]
+    return _EveryClassInTurn(generator) if getattr(generator, "num_classes", 0) else net[0]
 
 
 def _unit_rows(vectors: Tensor) -> Tensor:
@@ -84,6 +96,9 @@ def class_directions(
     """
     if not classes:
         return []
+    if getattr(generator, "num_classes", 0):
+        raise ValueError("a conditional generator draws the class it is asked for: pass its label instead of "
+                         "looking for a direction towards it")
     z = make_noise(samples, generator.z_dim, seed=seed).flatten(1)
     probabilities = classify(generate(generator, z[:, :, None, None]))
     towards = []

@@ -47,6 +47,11 @@ class AveragedGenerator:
 
 
 def recalibrate(generator: nn.Module, seed: int, batch_size: int) -> None:
-    """Set `generator`'s BatchNorm statistics to its own, on the run's recalibration noise, in `batch_size` batches."""
+    """Set `generator`'s BatchNorm statistics to its own, on the run's recalibration noise, in `batch_size` batches
+    (a conditional generator's with every class in turn)."""
     noise = make_noise(RECALIBRATION_IMAGES, generator.z_dim, generator=stream_generator(seed, "recalibration"))
-    recalibrate_batch_norm(generator, noise.split(batch_size))
+    if not getattr(generator, "num_classes", 0):
+        recalibrate_batch_norm(generator, noise.split(batch_size))
+        return
+    labels = torch.arange(RECALIBRATION_IMAGES) % generator.num_classes
+    recalibrate_batch_norm(generator, zip(noise.split(batch_size), labels.split(batch_size), strict=True))

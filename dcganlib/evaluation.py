@@ -36,10 +36,17 @@ class FidTracker:
         if self.config.fid_every and not self.config.offline_fid:
             self.reference()
 
-    def measure(self, sample: Callable[[Tensor], Tensor]) -> float:
-        """FID of the images that `sample` (noise -> images in [-1, 1]) draws from the run's FID noise."""
+    def measure(self, sample: Callable[..., Tensor]) -> float:
+        """FID of the images that `sample` (noise [, labels] -> images in [-1, 1]) draws from the run's FID noise;
+        for a conditional run, with labels drawn as often as each class occurs in the training data."""
         cfg = self.config
-        fakes = sample(make_noise(cfg.fid_samples, cfg.z_dim, generator=stream_generator(cfg.seed, "fid")))
+        stream = stream_generator(cfg.seed, "fid")
+        noise = make_noise(cfg.fid_samples, cfg.z_dim, generator=stream)
+        if cfg.num_classes:
+            frequencies = torch.bincount(self.loader.dataset.labels, minlength=cfg.num_classes).double()
+            fakes = sample(noise, torch.multinomial(frequencies, cfg.fid_samples, replacement=True, generator=stream))
+        else:
+            fakes = sample(noise)
         if cfg.offline_fid:
             return metrics.offline_fid(fakes, reference=metrics.real_reference()).fid
         network, real = self.reference()

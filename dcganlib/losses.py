@@ -42,6 +42,12 @@ def d_wasserstein_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     return fake_logits.mean() - real_logits.mean()
 
 
+def class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
+    """A conditional D's auxiliary classifier against the images' classes: cross-entropy, for D on real and fake
+    images, and for G, whose fakes should be seen as the class they were drawn for."""
+    return F.cross_entropy(class_logits, labels)
+
+
 def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor,
                      generator: torch.Generator | None = None) -> Tensor:
     """WGAN-GP: mean of (||grad critic(x_hat)|| - 1)^2 at random points between real and fake samples."""

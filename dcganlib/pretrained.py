@@ -9,6 +9,7 @@ from .models import GENERATOR_FIELDS, Generator, generator_for
 from .runs import ASSETS, RunDir
 
 SHIPPED_GENERATOR = ASSETS / "mnist28_generator.pt"
+SHIPPED_CONDITIONAL_GENERATOR = ASSETS / "mnist28_conditional_generator.pt"  # `make pretrained-conditional`
 _ADVICE = "Point to a run dir, a checkpoint, or a file written by export_generator (`python -m dcganlib export`)."
 
 
@@ -17,6 +18,8 @@ def export_generator(run_dir, path=None) -> Path:
     state, source = checkpoint.require_latest(run_dir)
     exported = {"generator": _sampling_weights(state), "architecture": _architecture(state, source),
                 "epoch": state["epoch"], "source": source.name, "format_version": checkpoint.FORMAT_VERSION}
+    if state.get("class_names"):  # a conditional generator keeps the names of its classes
+        exported["class_names"] = state["class_names"]
     return checkpoint.save_atomic(exported, Path(path) if path else RunDir(run_dir).generator)
 
 
@@ -37,17 +40,21 @@ def load_generator(source=None, device="cpu") -> Generator:
         first_line = str(error).strip().splitlines()[0]
         raise checkpoint.CheckpointError(f"Generator file {path} is unusable: its weights do not fit the "
                                          f"architecture it names ({first_line}). {_ADVICE}") from error
+    if generator.num_classes:
+        generator.class_names = tuple(state.get("class_names") or generator.class_names)
     return generator.to(device).eval()
 
 
 def _architecture(state: dict, path: Path) -> dict:
-    """The generator's sizes: an exported file's `architecture`, else those fields of a checkpoint's config."""
+    """The generator's sizes: an exported file's `architecture`, else those fields of a checkpoint's config; with
+    num_classes for a conditional generator only (an unconditional one names GENERATOR_FIELDS alone)."""
     found = state.get("architecture") or state.get("config") or {}
     missing = [k for k in GENERATOR_FIELDS if k not in found] if isinstance(found, dict) else GENERATOR_FIELDS
     if missing:
         raise checkpoint.CheckpointError(f"Generator file {path} is unusable: it names no architecture (missing "
                                          f"{', '.join(missing)}). {_ADVICE}")
-    return {k: found[k] for k in GENERATOR_FIELDS}
+    conditional = {"num_classes": found["num_classes"]} if found.get("num_classes") else {}
+    return {**{k: found[k] for k in GENERATOR_FIELDS}, **conditional}
 
 
 def _sampling_weights(state: dict) -> dict:

@@ -54,14 +54,18 @@ class LatentExplorer:
                                 style={"description_width": "initial"})
             for direction in self.directions
         ]
+        # A conditional generator also draws a chosen class: a picker of its classes, by name.
+        names = getattr(generator, "class_names", ()) if getattr(generator, "num_classes", 0) else ()
+        self.class_picker = widgets.Dropdown(options=[(name, label) for label, name in enumerate(names)],
+                                             description="class") if names else None
         self.image = widgets.Image(format="png")
         self.image.add_class("dcgan-latent-image")
-        controls = [self.seed_picker, self.second_seed, self.t_slider, self.method, *self.direction_sliders]
-        for control in controls:
+        pickers = [self.seed_picker, self.second_seed, *([self.class_picker] if self.class_picker else [])]
+        for control in [*pickers, self.t_slider, self.method, *self.direction_sliders]:
             control.observe(self._render, names="value")
         self.widget = widgets.VBox(
             [
-                widgets.HBox([self.seed_picker, self.second_seed]),
+                widgets.HBox(pickers),
                 self.t_slider,
                 self.method,
                 widgets.HBox([self.image, widgets.VBox(self.direction_sliders)]),
@@ -80,8 +84,9 @@ class LatentExplorer:
         return base + offset.reshape(1, -1, 1, 1)
 
     def current_images(self) -> Tensor:
-        """The generated image (1, C, H, W) for the current latent."""
-        return generate(self.generator, self.current_latent())
+        """The generated image (1, C, H, W) for the current latent (and class, for a conditional generator)."""
+        labels = None if self.class_picker is None else torch.tensor([self.class_picker.value])
+        return generate(self.generator, self.current_latent(), labels)
 
     def _render(self, change: dict | None = None) -> None:
         # Synchronous: a small generator's forward pass takes milliseconds, so no debouncing is needed.
@@ -112,6 +117,7 @@ def latent_sliders(
     """Interactive explorer of a generator's latent space; z_dim defaults to generator.z_dim.
 
     One slider per direction, named by its label; the default is the generator's first four principal directions.
+    A conditional generator (one with num_classes and class_names) also gets a picker of the class to draw.
     """
     z_dim = z_dim if z_dim is not None else getattr(generator, "z_dim", None)
     if z_dim is None:

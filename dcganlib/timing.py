@@ -10,7 +10,7 @@ from .catalog import dataset_size
 from .config import Config
 from .devices import autocast_dtype, pick_device
 from .models import build_models, make_noise
-from .step import plain_train_step
+from .step import conditional_train_step, plain_train_step
 
 
 def seconds_per_step(config: Config, device=None, steps: int = 3) -> float:
@@ -24,11 +24,15 @@ def seconds_per_step(config: Config, device=None, steps: int = 3) -> float:
         generator, discriminator = (model.to(device) for model in build_models(config))
         opt_g, opt_d = (torch.optim.Adam(model.parameters()) for model in (generator, discriminator))
         real = torch.rand(config.batch_size, config.channels, config.image_size, config.image_size, device=device)
+        labels = torch.arange(config.batch_size, device=device) % max(1, config.num_classes)
 
         def step() -> None:
+            z = make_noise(config.batch_size, config.z_dim, device=device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                plain_train_step(generator, discriminator, opt_g, opt_d, real,
-                                 make_noise(config.batch_size, config.z_dim, device=device))
+                if config.num_classes:
+                    conditional_train_step(generator, discriminator, opt_g, opt_d, real, z, labels)
+                else:
+                    plain_train_step(generator, discriminator, opt_g, opt_d, real, z)
 
         step()  # the first step pays for allocations and kernel selection
         _synchronize(device)

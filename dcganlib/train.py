@@ -9,6 +9,7 @@ every rank's RNG states.
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from collections.abc import Callable
@@ -24,11 +25,25 @@ from .devices import autocast_dtype, pick_device
 from .evaluation import FidTracker
 from .history import SYNC_EVERY, History, TensorBoardLog
 from .images import save_grid
-from .losses import discriminator_loss, generator_loss, gradient_penalty
-from .models import generate, make_noise
+from .losses import class_loss, discriminator_loss, generator_loss, gradient_penalty
+from .models import adversarial_logits, generate, make_noise
 from .seeds import TrainingStreams, stream_generator
 
 RUN_DIR_ERRORS = (runs.RunDirInUseError, runs.RunTakenOverError, runs.RunDirUnwritableError)
+
+
+def fixed_samples(config: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """The noise (and labels) behind every epoch's sample grid, and the grid's columns.
+
+    Unconditional: sample_count latents, 8 a row. Conditional: one row per class, whose columns share their latent
+    from row to row, so that each column keeps its style while the class changes.
+    """
+    stream = stream_generator(config.seed, "fixed_noise")
+    if not config.num_classes:
+        return make_noise(config.sample_count, config.z_dim, generator=stream).to(device), None, 8
+    columns = max(1, config.sample_count // config.num_classes)
+    noise = make_noise(columns, config.z_dim, generator=stream).repeat(config.num_classes, 1, 1, 1)
+    return noise.to(device), torch.arange(config.num_classes).repeat_interleave(columns).to(device), columns
 
 
 def _quiet(message: str) -> None:
@@ -76,13 +91,13 @@ class Trainer:
         self.opt_g, self.opt_d, self.scaler = build_optimizers(cfg, self.generator, self.discriminator, device,
                                                                self.amp_dtype)
         self.streams = TrainingStreams(cfg.seed, device, self.group)
-        self.fixed_noise = make_noise(cfg.sample_count, cfg.z_dim,
-                                      generator=stream_generator(cfg.seed, "fixed_noise")).to(device)
+        self.fixed_noise, self.fixed_labels, self.grid_columns = fixed_samples(cfg, device)
         self._g_forward, self._d_forward, self._d_forward_for_g = training_forwards(
             cfg, self.generator, self.discriminator, device, self.group)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # autotuned convolutions: a run's shapes never change
         self.loader = build_loader(cfg, device, self.group, memory_format)
+        self.class_names = self.loader.dataset.class_names if cfg.num_classes else ()
         self.fid = FidTracker(cfg, device, self.loader)
         if self.group.is_main:
             self.fid.prepare()
@@ -148,27 +163,29 @@ class Trainer:
             self._history.flush(self.step)
         return time.monotonic() - started
 
-    def train_batch(self, real: torch.Tensor) -> None:
-        """One step on `real`, counted and recorded in the history as `fit` does."""
-        stats = self.train_step(real)
+    def train_batch(self, batch: torch.Tensor | tuple[torch.Tensor, torch.Tensor]) -> None:
+        """One step on a batch as the loader yields it (images, or images and labels for a conditional run),
+        counted and recorded in the history as `fit` does."""
+        real, labels = batch if self.config.num_classes else (batch, None)
+        stats = self.train_step(real, labels)
         self.step += 1
         self.batch_in_epoch += 1
         self._history.add(stats, self.step)
 
-    def train_step(self, real: torch.Tensor) -> torch.Tensor:
-        """One D update then one G update; returns (loss_d, loss_g, D(x), D(G(z))) on the device."""
+    def train_step(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """One D update then one G update (for a conditional run, the fakes drawn with the real images' labels);
+        returns (loss_d, loss_g, D(x), D(G(z))) on the device."""
         cfg = self.config
         # Every process draws the whole batch's noise and takes its rows: the same z as in one process.
         z = distributed.share_of(make_noise(real.size(0) * self.group.world_size, cfg.z_dim, device=self.device,
                                             generator=self.streams.noise), self.group)
         # (1) Update D: maximise log D(x) + log(1 - D(G(z))). detach() stops this loss from reaching G.
         with self._autocast():
-            fake = self._g_forward(z)
-            real_logits = self._d_forward(self._augment(real))
-            fake_logits = self._d_forward(self._augment(fake.detach()))
-            loss_d = discriminator_loss(cfg.loss, real_logits.float(), fake_logits.float(), cfg.label_smoothing)
+            fake = self._g_forward(z, *self._given(labels))
+            loss_d, real_logits, fake_logits = self._discriminator_loss(real, fake.detach(), labels)
         if cfg.loss == "wgan-gp":
-            loss_d = loss_d + cfg.gp_weight * gradient_penalty(self._d_forward, real, fake.float(), self.streams.noise)
+            critic = functools.partial(self._critic, labels=labels)
+            loss_d = loss_d + cfg.gp_weight * gradient_penalty(critic, real, fake.float(), self.streams.noise)
         self.opt_d.zero_grad(set_to_none=True)
         self.scaler.scale(loss_d).backward()
         self.scaler.step(self.opt_d)
@@ -176,7 +193,8 @@ class Trainer:
         # gradients would be thrown away before its next step, so they are not computed.
         self.discriminator.requires_grad_(False)
         with self._autocast():
-            loss_g = generator_loss(cfg.loss, self._d_forward_for_g(self._augment(fake)).float())
+            scores = self._d_forward_for_g(self._augment(fake), *self._given(labels))
+            loss_g = generator_loss(cfg.loss, adversarial_logits(scores).float()) + self._class_loss(scores, labels)
         self.opt_g.zero_grad(set_to_none=True)
         self.scaler.scale(loss_g).backward()
         self.discriminator.requires_grad_(True)
@@ -186,6 +204,32 @@ class Trainer:
             self.ema.update(self.generator, self.step)
         return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(real_logits.detach().float()).mean(),
                             torch.sigmoid(fake_logits.detach().float()).mean()])
+
+    def _discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor,
+                            labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """D's loss on a real and a (detached) fake batch, with its logits on each; a conditional D's auxiliary
+        classifier learns the classes of both."""
+        real_scores = self._d_forward(self._augment(real), *self._given(labels))
+        fake_scores = self._d_forward(self._augment(fake), *self._given(labels))
+        real_logits, fake_logits = adversarial_logits(real_scores), adversarial_logits(fake_scores)
+        loss = discriminator_loss(self.config.loss, real_logits.float(), fake_logits.float(),
+                                  self.config.label_smoothing)
+        return loss + self._class_loss(real_scores, labels) + self._class_loss(fake_scores, labels), real_logits, \
+            fake_logits
+
+    @staticmethod
+    def _given(labels: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """What a conditional G or D takes besides its input: the labels (nothing for an unconditional run)."""
+        return () if labels is None else (labels,)
+
+    @staticmethod
+    def _class_loss(scores, labels: torch.Tensor | None) -> torch.Tensor | float:
+        """The auxiliary classifier's loss on a conditional D's scores; 0 for an unconditional run."""
+        return 0.0 if labels is None else class_loss(scores[1].float(), labels)
+
+    def _critic(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """D's real/fake logits alone, for the gradient penalty."""
+        return adversarial_logits(self._d_forward(images, *self._given(labels)))
 
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
@@ -248,6 +292,7 @@ class Trainer:
                      "batch_size": self.config.batch_size},
             "fixed_noise": self.fixed_noise.cpu(), "history": self._history.so_far(self.step),
             "config": self.config.to_dict(), "best_fid": self.fid.best,
+            **({"class_names": list(self.class_names)} if self.class_names else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -287,9 +332,12 @@ class Trainer:
         """G's moving average when the run keeps one (ema_decay > 0, on rank 0), else G."""
         return self.ema.model if self.ema is not None else self.generator
 
-    def sample(self, noise: torch.Tensor | None = None) -> torch.Tensor:
-        """Images (in [-1, 1], on the CPU) for `noise`, default the fixed noise; G in eval mode."""
-        return generate(self.sampling_generator, self.fixed_noise if noise is None else noise)
+    def sample(self, noise: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Images (in [-1, 1], on the CPU) for `noise` and, for a conditional run, `labels`; default the fixed noise
+        (and labels) of the sample grid. G in eval mode."""
+        if noise is None:
+            noise, labels = self.fixed_noise, self.fixed_labels
+        return generate(self.sampling_generator, noise, labels)
 
     def evaluate_fid(self) -> float:
         """FID of the sampling generator now (see evaluation.FidTracker)."""
@@ -298,7 +346,7 @@ class Trainer:
     def save_samples(self) -> Path:
         """The fixed-noise grid of the epoch just completed, as samples/epoch_NNNN.png."""
         self._lock.ensure_held()
-        return save_grid(self.sample(), self.run.frame(self.epoch))
+        return save_grid(self.sample(), self.run.frame(self.epoch), nrow=self.grid_columns)
 
 
 def train(config: Config | None, run_dir, *, resume: bool = True, device=None, progress: bool = True,

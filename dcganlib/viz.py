@@ -150,11 +150,13 @@ def make_gif(run_dir: str | Path, path: str | Path | None = None, fps: int = 4) 
 
 
 def write_report(
-    run_dir: str | Path, history: dict, generator: Callable[[Tensor], Tensor], z: Tensor, nrow: int = 8
+    run_dir: str | Path, history: dict, generator: Callable[..., Tensor], z: Tensor, nrow: int = 8,
+    labels: Tensor | None = None,
 ) -> dict[str, Path]:
-    """Write grid.png, losses.png, d_outputs.png and progress.gif (when frames exist) into the run folder."""
+    """Write grid.png (from z, and `labels` for a conditional generator), losses.png, d_outputs.png and progress.gif
+    (when frames exist) into the run folder."""
     run = RunDir.open(run_dir)
-    paths = {"grid": save_grid(generate(generator, z), run.grid, nrow=nrow), "losses": run.losses,
+    paths = {"grid": save_grid(generate(generator, z, labels), run.grid, nrow=nrow), "losses": run.losses,
              "d_outputs": run.d_outputs}
     plot_losses(history, paths["losses"])
     plot_d_outputs(history, paths["d_outputs"])

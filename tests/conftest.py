@@ -1,6 +1,7 @@
 """Fixtures shared by the test files; the helpers they use live in kit.py."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kit import FakeColab
@@ -19,3 +20,16 @@ def fake_colab(tmp_path, monkeypatch) -> Iterator[FakeColab]:
     colab = FakeColab(tmp_path / "colab", monkeypatch)
     yield colab
     colab.close()
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory) -> Path:
+    """The docs site built as `make docs` builds it (strict), into a temporary folder; built once per session."""
+    from tools import build_docs  # papermill and nbformat load only for the tests that build the site
+
+    site = tmp_path_factory.mktemp("site")
+    code = build_docs.build(site)
+    if code != 0:
+        pytest.fail(f"the docs site did not build strictly (mkdocs exit code {code}); its log is above",
+                    pytrace=False)
+    return site

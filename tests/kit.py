@@ -86,6 +86,41 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float, *, in
         time.sleep(interval)
 
 
+def notebook_function(notebook: str, tag: str, name: str) -> Callable:
+    """The function `name` that a notebook defines in the open, in its one cell tagged `tag`, run on its own."""
+    import nbformat
+
+    cells = nbformat.read(ROOT / "notebooks" / notebook, as_version=4).cells
+    (cell,) = [cell for cell in cells if tag in cell.metadata.get("tags", [])]
+    namespace = {}
+    exec(compile(cell.source, f"{notebook}'s {tag} cell", "exec"), namespace)
+    return namespace[name]
+
+
+def plain_side(trainer: Trainer):
+    """Fresh networks and Adam as the notebooks set them up, with the trainer's initial weights, and a generator of
+    the noise that trainer.train_step will draw: (G, D, opt_g, opt_d, noise_rng)."""
+    import torch
+
+    from dcganlib.models import build_models
+
+    config = trainer.config
+    torch.manual_seed(config.seed)  # the draw the trainer's initial weights came from
+    generator, discriminator = build_models(config)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
+    return generator, discriminator, opt_g, opt_d, torch.Generator().set_state(trainer.streams.noise.get_state())
+
+
+def assert_same_networks(trainer: Trainer, generator, discriminator) -> None:
+    """The trainer's G and D hold exactly these networks' weights and BatchNorm statistics."""
+    import torch
+
+    for plain, library in ((generator, trainer.generator), (discriminator, trainer.discriminator)):
+        a, b = plain.state_dict(), library.state_dict()
+        assert all(torch.equal(a[name], b[name]) for name in a), "weights or BatchNorm statistics differ"
+
+
 def on_host(host: str, argv: list[str]) -> list[str]:
     """argv run as if on the machine `host`: in a UTS namespace of its own (unshare), with that host name."""
     return ["unshare", "--uts", "/bin/sh", "-c", 'hostname "$0" && exec "$@"', host, *argv]

@@ -138,8 +138,8 @@ def test_an_ema_probe_without_warm_up_averages_from_the_initial_weights(quality,
     probes = quality.EmaProbes(trainer, {"half": (0.5, False, False), "live": (0.0, False, False)})
     step_and_average = trainer.train_step
 
-    def by_hand(real):
-        stats = step_and_average(real)
+    def by_hand(real, labels=None):
+        stats = step_and_average(real, labels)
         for mean, weight in zip(expected, trainer.generator.parameters(), strict=True):
             mean.mul_(0.5).add_(weight.detach(), alpha=0.5)
         return stats

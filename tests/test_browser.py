@@ -1,4 +1,5 @@
-"""Real-browser test of the latent sliders: Voilà serves a one-widget page, Playwright drives Debian's Chromium.
+"""Real-browser tests: the latent sliders (Voilà serves a one-widget page) and the docs site's notebook 4 page, in
+Debian's Chromium driven by Playwright.
 
 Needs tools/install_browser.sh (Chromium from apt, Voilà and Playwright from pip); fails, never skips, without them.
 DCGANLIB_BROWSER_GENERATOR picks the generator file (default: the shipped one); DCGANLIB_WRITE_FIGS=1 also
@@ -15,6 +16,7 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +29,14 @@ from PIL import Image
 from dcganlib import directions
 from dcganlib.metrics import classifier_probabilities
 from dcganlib.models import make_noise
-from dcganlib.pretrained import SHIPPED_GENERATOR, load_generator
+from dcganlib.pretrained import SHIPPED_CONDITIONAL_GENERATOR, SHIPPED_GENERATOR, load_generator
 from dcganlib.sliders import latent_sliders
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = Path(__file__).resolve().parent / "browser" / "latent_sliders.ipynb"
+CONDITIONAL_PAGE = Path(__file__).resolve().parent / "browser" / "conditional_sliders.ipynb"
 FIGURE = ROOT / "figs" / "latent_sliders.png"
 LATENCY = ROOT / "figs" / "slider_latency.json"
 # Past this the watchdog kills the server and the browser, so a hang fails the test instead of blocking CI.
@@ -72,25 +75,34 @@ def dog() -> Iterator[Watchdog]:
         yield limit
 
 
-@pytest.fixture
-def voila_url(tmp_path: Path, dog: Watchdog) -> Iterator[str]:
-    """Voilà serving the one-widget page with the chosen generator; stopped with its kernel afterwards."""
+@contextmanager
+def served(notebook: Path, tmp_path: Path, dog: Watchdog, env: dict[str, str]) -> Iterator:
+    """A Chromium page (fresh profile) showing the one-widget `notebook` that Voilà serves, its image loaded; server,
+    kernel and browser stopped afterwards."""
     require_tools()
-    with voila_server(PAGE, tmp_path, dog, env={"DCGANLIB_BROWSER_GENERATOR": str(_generator_path())}) as url:
-        yield url
-
-
-@pytest.fixture
-def page(tmp_path: Path, voila_url: str, dog: Watchdog):
-    """A Chromium page (fresh profile) showing the served widget, its image loaded."""
-    with chromium_tab(tmp_path / "chromium-profile", dog, viewport={"width": 900, "height": 700}) as tab:
+    with (voila_server(notebook, tmp_path, dog, env=env) as url,
+          chromium_tab(tmp_path / "chromium-profile", dog, viewport={"width": 900, "height": 700}) as tab):
         tab.set_default_timeout(PAGE_LOAD_MS)
-        tab.goto(voila_url)
+        tab.goto(url)
         tab.wait_for_function(
             "() => { const img = document.querySelector('img.dcgan-latent-image');"
             " return img !== null && img.complete && img.naturalWidth > 0; }"
         )
         tab.set_default_timeout(UPDATE_S * 1000)
+        yield tab
+
+
+@pytest.fixture
+def page(tmp_path: Path, dog: Watchdog):
+    """Notebook 05's sliders on the chosen generator, in the browser."""
+    with served(PAGE, tmp_path, dog, {"DCGANLIB_BROWSER_GENERATOR": str(_generator_path())}) as tab:
+        yield tab
+
+
+@pytest.fixture
+def conditional_page(tmp_path: Path, dog: Watchdog):
+    """Notebook 06's sliders on the shipped conditional generator, in the browser."""
+    with served(CONDITIONAL_PAGE, tmp_path, dog, {}) as tab:
         yield tab
 
 
@@ -247,3 +259,35 @@ def test_latent_sliders_in_browser(page, tmp_path: Path) -> None:
         shot = _wait_for_image(image, lambda shot, seed=seed: _difference(shot, reference[seed]) <= SAME_MAX,
                                tmp_path / f"{2 if seed == 'seed B' else 3}_t_{end}.png")
         _assert_shows(shot, reference, seed, f"at t = {end}")
+
+
+def test_the_class_picker_of_a_conditional_generator_in_browser(conditional_page, tmp_path: Path) -> None:
+    """Notebook 06's picker: choosing a digit redraws the same latent as that digit, which the classifier reads."""
+    explorer = latent_sliders(load_generator(SHIPPED_CONDITIONAL_GENERATOR))
+    image = conditional_page.locator("img.dcgan-latent-image")
+    shown = _wait_for_image(image, lambda shot: True, tmp_path / "class_0.png")
+    _assert_shows(shown, {"class 0": _decode(explorer.image.value)}, "class 0", "on load")
+    for digit in (7, 3):
+        explorer.class_picker.value = digit
+        expected = _decode(explorer.image.value)
+        conditional_page.locator("select").select_option(label=str(digit))
+        shown = _wait_for_image(image, lambda shot, expected=expected: _difference(shot, expected) <= SAME_MAX,
+                                tmp_path / f"class_{digit}.png")
+        _assert_shows(shown, {f"class {digit}": expected}, f"class {digit}", f"after picking {digit}")
+        assert _digit_probability(shown, digit) > 0.5, f"picking {digit} drew no {digit}"
+
+
+def test_the_rendered_training_notebook_shows_its_figures(docs_site: Path, dog: Watchdog, tmp_path: Path) -> None:
+    """Notebook 4's page on the docs site, opened from disk with no kernel and no network: its figures load."""
+    require_tools()
+    with chromium_tab(tmp_path / "chromium-profile", dog, viewport={"width": 1200, "height": 900}) as tab:
+        tab.set_default_timeout(PAGE_LOAD_MS)
+        tab.goto((docs_site / "notebooks" / "04_training" / "index.html").as_uri(), wait_until="domcontentloaded")
+        assert tab.title().startswith("4 · Training"), tab.title()
+        figures = tab.locator(".jp-OutputArea-output img")
+        tab.wait_for_function("() => [...document.querySelectorAll('.jp-OutputArea-output img')]"
+                              ".every(img => img.complete)")
+        sizes = figures.evaluate_all("images => images.map(img => [img.naturalWidth, img.naturalHeight])")
+        assert len(sizes) >= 6, f"{len(sizes)} figures on the page"
+        assert all(width > 50 and height > 50 for width, height in sizes), sizes
+        assert tab.get_by_text("train_step", exact=False).count() > 0

@@ -1,9 +1,10 @@
-"""The learner's whole journey on Colab, notebooks 01 → 05, each in a fresh simulated runtime (tests/colab_sim.py).
+"""The learner's whole journey on Colab, notebooks 01 → 06, each in a fresh simulated runtime (tests/colab_sim.py).
 
 Every runtime is a new machine with its own host name, running Colab's Python and package versions. Notebook 04 is
 killed with SIGKILL on its kernel in epoch 2 and run again from the top, at once, in a new runtime: it must take the
 run over from the dead runtime, resume from Drive and end bit-identical to an uninterrupted run of the same notebook
-in a third runtime; 05 then opens that run by its Drive path on yet another machine.
+in a third runtime; 05 then opens that run by its Drive path on yet another machine, and 06 trains a conditional
+run on Drive on one more.
 """
 
 from __future__ import annotations
@@ -111,3 +112,12 @@ def test_latent_walks_open_the_run_by_its_drive_path(sim, resumed_run, tmp_path)
     outputs = [out for cell in nbformat.read(tmp_path / "05.ipynb", as_version=4).cells
                for out in cell.get("outputs", [])]
     assert any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in outputs)
+
+
+def test_the_conditional_notebook_runs_on_yet_another_machine(sim, tmp_path):
+    runtime = sim.new_runtime()
+    text = runtime.run("06_conditional_gan.ipynb", tmp_path / "06.ipynb", EPOCHS=1, PLAIN_STEPS=5, SEED=0,
+                       RUN_NAME="conditional", CONFIG_OVERRIDES={"g_features": 16})
+    assert_installed_from_git(text, runtime)
+    assert "10 classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in text and "Starting fresh" in text
+    assert (sim.drive / "dcgan" / "conditional" / "generator.pt").is_file()

@@ -25,7 +25,7 @@ from dcganlib.models import build_models, make_noise
 def test_presets_match_their_sources():
     assert Config.from_preset("mnist28").architecture() == {
         "image_size": 28, "channels": 1, "z_dim": 64, "g_features": 64, "d_features": 16, "batch_norm": True,
-        "spectral_norm": False}
+        "spectral_norm": False, "num_classes": 0}
     assert Config.from_preset("dcgan32").z_dim == 100
     assert Config.from_preset("dcgan64").g_features == 64
     celeba = Config.from_preset("celeba64")
@@ -171,7 +171,7 @@ def test_every_field_has_one_class_and_the_classes_give_the_resume_lists():
     classes = {name: [kind for kind in FIELD_CLASSES if name in fields_of(kind)] for name in names}
     assert {name: found for name, found in classes.items() if len(found) != 1} == {}
     assert ARCHITECTURE_FIELDS == ("image_size", "channels", "z_dim", "g_features", "d_features", "batch_norm",
-                                   "spectral_norm")
+                                   "spectral_norm", "num_classes")
     assert sorted(RUN_CONTROL_FIELDS) == sorted(("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard",
                                                  "data_root", "compile", "compile_mode", "resident_data", "fid_every",
                                                  "fid_samples"))

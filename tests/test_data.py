@@ -100,7 +100,8 @@ def test_bad_names_and_arguments():
 
 def test_registry_agrees_with_the_offline_loader(mnist5k):
     images = mnist5k[0]
-    assert DATASETS["mnist-5k"] == DatasetInfo(channels=images.shape[1], size=images.shape[0])
+    assert DATASETS["mnist-5k"] == DatasetInfo(channels=images.shape[1], size=images.shape[0],
+                                               classes=tuple("0123456789"))
     assert dataset_size("mnist-5k") == len(load_dataset("mnist-5k")) == 5000
 
 
@@ -129,6 +130,7 @@ def _fake_vision_class(array, calls):
         def __init__(self, root, train, download):
             calls.append((root, train, download))
             self.data = array
+            self.targets = [index % 10 for index in range(len(array))]  # torchvision keeps a list (or a tensor)
 
     return Fake
 
@@ -144,6 +146,7 @@ def test_mnist_like_resize_crop_and_channels(monkeypatch, tmp_path):
     ds = load_dataset("fashion-mnist", root=tmp_path, image_size=28, channels=3, download=False)
     assert calls == [(str(tmp_path), True, False)]
     assert isinstance(ds, TensorImages) and ds.images.shape == (4, 3, 28, 28)
+    assert ds.labels.tolist() == [0, 1, 2, 3] and ds.class_names[0] == "T-shirt/top"
     x = ds[0]
     assert x.dtype == torch.float32 and x.shape == (3, 28, 28)
     assert (x[:, :, 10:18] > 0.9).all()  # stripe kept in the middle (a squash would put it at 12..16)

@@ -23,7 +23,8 @@ from dcganlib.config import PRESETS
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["01_generator.ipynb", "02_discriminator.ipynb", "03_losses.ipynb", "04_training.ipynb",
-         "05_latent_walks.ipynb"]
+         "05_latent_walks.ipynb", "06_conditional_gan.ipynb"]
+TRAINS = ("04_training.ipynb", "06_conditional_gan.ipynb")  # the notebooks that train, and ask Colab for a GPU
 SETUP_TITLE = "# @title Set-up (run once; installs dcganlib on Colab only)"
 # Small enough for CI on two shared CPU cores (narrow networks: a few seconds per epoch); the notebooks' own
 # defaults are the Colab values.
@@ -67,9 +68,9 @@ def test_committed_notebook_is_clean_and_colab_ready(name):
     nbformat.validate(nb)
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     assert all(cell.outputs == [] and cell.execution_count is None for cell in code), "clear outputs before committing"
-    # Only the notebook that trains asks Colab for a GPU: the others run in seconds on the CPU, and a free
-    # user's GPU time is scarce.
-    if name == "04_training.ipynb":
+    # Only the notebooks that train ask Colab for a GPU: the others run in seconds on the CPU, and a free user's GPU
+    # time is scarce.
+    if name in TRAINS:
         assert nb.metadata.accelerator == "GPU" and nb.metadata.colab.gpuType == "T4"
     else:
         assert "accelerator" not in nb.metadata and "gpuType" not in nb.metadata.colab
@@ -116,6 +117,13 @@ def test_set_repo_url_rewrites_badges_setup_and_install_lines():
     assert released == '"RELEASE = \\"v0.3.0\\"  # the release\\n",'
 
 
+def test_set_repo_url_rewrites_the_docs_site_address_and_mkdocs_repo():
+    text = "[docs site](https://old.github.io/name/)\nrepo_url: https://github.com/old/name\n"
+    new = set_repo_url.rewrite(text, "https://github.com/Me/gan", "Me", "gan")
+    assert new == "[docs site](https://me.github.io/gan/)\nrepo_url: https://github.com/Me/gan\n"
+    assert set_repo_url.rewrite(new, "https://github.com/Me/gan", "Me", "gan") == new
+
+
 def param_choices(source: str, name: str) -> list[str]:
     """The choices of the Colab form field `name` in a parameters cell: NAME = ...  # @param ["a", "b"]."""
     found = re.search(rf'^{name} = .*# @param (\[.*\])$', source, re.MULTILINE)
@@ -152,3 +160,21 @@ def test_the_failure_modes_experiment_measures_both_settings_every_epoch(trainin
 def test_latent_walks_notebook_runs_on_a_trained_run(training_run, tmp_path):
     run_dir = training_run[0]
     execute("05_latent_walks.ipynb", tmp_path / "05.ipynb", RUN_DIR=str(run_dir))
+
+
+# The conditional course net at a quarter of G's width, two epochs: the rows of digits are not digits yet, but every
+# cell runs, the run is written and resumed, and the exported generator keeps its classes.
+CONDITIONAL = {"EPOCHS": 1, "PLAIN_STEPS": 5, "RUN_NAME": "conditional", "SEED": 0,
+               "CONFIG_OVERRIDES": {"g_features": 16}}
+
+
+@pytest.mark.slow
+def test_the_conditional_notebook_trains_resumes_and_samples_the_class_asked_for(tmp_path):
+    first = execute("06_conditional_gan.ipynb", tmp_path / "first.ipynb", RUNS_BASE=str(tmp_path), **CONDITIONAL)
+    assert "Starting fresh" in first and "10 classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9" in first
+    assert "conditional G, asked for 7: mean p(7) =" in first
+    second = execute("06_conditional_gan.ipynb", tmp_path / "second.ipynb", RUNS_BASE=str(tmp_path),
+                     **{**CONDITIONAL, "EPOCHS": 2})
+    assert "Resumed from epoch 1" in second
+    saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "conditional"))
+    assert saved["epoch"] == 2 and saved["config"]["num_classes"] == 10

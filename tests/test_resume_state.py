@@ -34,11 +34,11 @@ def draw_from_the_global_rngs(trainer: Trainer) -> None:
     """Make every train step use the global RNGs too, as a dropout layer or an augmentation would."""
     step = trainer.train_step
 
-    def train_step(real: torch.Tensor) -> torch.Tensor:
+    def train_step(real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         torch.rand(3)
         random.random()
         np.random.rand(2)
-        return step(real)
+        return step(real, labels)
 
     trainer.train_step = train_step
 

@@ -196,7 +196,7 @@ def test_the_lock_is_held_while_training_and_released_after_it_even_on_an_error(
     trainer.fit()
     assert holder(tmp_path)["released"]
 
-    def broken(real):
+    def broken(real, labels=None):
         assert not holder(tmp_path)["released"]  # fit() takes the lock again
         raise RuntimeError("boom")
 

@@ -16,11 +16,12 @@ import ipywidgets
 import pytest
 import torch
 from PIL import Image
-from tiny_generator import Z_DIM, reference
+from tiny_generator import Z_DIM, TinyGenerator, reference
 
 from dcganlib import colab
+from dcganlib.config import Config
 from dcganlib.directions import Direction, principal_directions
-from dcganlib.models import make_noise
+from dcganlib.models import build_models, generate, make_noise
 from dcganlib.pretrained import load_generator
 from dcganlib.sliders import latent_sliders
 
@@ -51,6 +52,23 @@ def test_widget_renders_a_png_of_the_requested_size(explorer):
     assert [s.description for s in explorer.direction_sliders] == ["PC1 (30%)", "PC2 (20%)", "towards 7"]
     assert all(s.min == -2.0 and s.max == 2.0 for s in explorer.direction_sliders)
     assert WIDGET_VIEW in explorer._repr_mimebundle_()
+
+
+def test_a_conditional_generator_gets_a_class_picker_that_keeps_the_latent():
+    generator, _ = build_models(Config.from_preset("mnist28", num_classes=10))
+    generator.class_names = tuple("abcdefghij")
+    with torch.no_grad():
+        generator.net[0][1].scale.weight[7] += 0.5  # make class 7 draw visibly otherwise
+    explorer = latent_sliders(generator, image_size_px=64)
+    assert [name for name, _ in explorer.class_picker.options] == list("abcdefghij")
+    assert len(explorer.direction_sliders) == 4  # principal directions over samples of every class
+    before = explorer.image.value
+    explorer.class_picker.value = 7
+    assert explorer.image.value != before
+    latent = make_noise(1, generator.z_dim, seed=0)
+    assert torch.equal(explorer.current_latent(), latent)
+    assert torch.equal(explorer.current_images(), generate(generator, latent, torch.tensor([7])))
+    assert latent_sliders(TinyGenerator(), directions=[]).class_picker is None
 
 
 def test_direction_slider_changes_image_and_back_restores_it(explorer, gen):

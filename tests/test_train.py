@@ -4,16 +4,23 @@ import copy
 import itertools
 import warnings
 
-import nbformat
 import pytest
 import torch
-from kit import ROOT, assert_same_state, make_trainer, tiny_config, train_batches
+from kit import (
+    assert_same_networks,
+    assert_same_state,
+    make_trainer,
+    notebook_function,
+    plain_side,
+    tiny_config,
+    train_batches,
+)
 
 from dcganlib import checkpoint, distributed, timing
 from dcganlib.config import ArchitectureMismatchError, Config
 from dcganlib.ema import RECALIBRATION_IMAGES
 from dcganlib.history import STAT_NAMES
-from dcganlib.models import build_models, make_noise
+from dcganlib.models import make_noise
 from dcganlib.runs import RunDir
 from dcganlib.seeds import stream_generator
 from dcganlib.step import plain_train_step
@@ -297,32 +304,20 @@ def test_the_fid_tracker_keeps_the_lowest_score_and_lets_ties_go_to_the_newer_ep
     assert tracker.best == 4.0
 
 
-def notebook_4s_step():
-    """The `train_step` function that notebook 4 defines in the open (its cell tagged "train-step")."""
-    notebook = nbformat.read(ROOT / "notebooks" / "04_training.ipynb", as_version=4)
-    (cell,) = [cell for cell in notebook.cells if "train-step" in cell.metadata.get("tags", [])]
-    namespace = {}
-    exec(compile(cell.source, "notebook 4's train-step cell", "exec"), namespace)
-    return namespace["train_step"]
+NOTEBOOK_4S_STEP = notebook_function("04_training.ipynb", "train-step", "train_step")
 
 
-@pytest.mark.parametrize("step", [plain_train_step, notebook_4s_step()], ids=["library", "notebook 4"])
+@pytest.mark.parametrize("step", [plain_train_step, NOTEBOOK_4S_STEP], ids=["library", "notebook 4"])
 def test_notebook_4s_step_equals_the_trainers_in_fp32(tmp_path, step):
     """Trainer.train_step is the plain step plus plumbing that, in fp32 without EMA, changes no weight: both the step
     notebook 4 defines in a cell and the library's copy of it (which times the steps). The plain side is set up as the
     notebook does it (fresh networks, Adam); same seed, batches and noise give bit-identical networks."""
     config = tiny_config(precision="fp32", ema_decay=0, channels_last=False)
     trainer = make_trainer(tmp_path, config)
-    torch.manual_seed(config.seed)  # the draw the trainer's initial weights came from
-    generator, discriminator = build_models(config)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
-    noise_rng = torch.Generator().set_state(trainer.streams.noise.get_state())  # the z that train_step will draw
+    generator, discriminator, opt_g, opt_d, noise_rng = plain_side(trainer)
     for real in itertools.islice(trainer.loader.epoch(0), 5):
         z = make_noise(real.size(0), config.z_dim, generator=noise_rng)
         loss_d, loss_g = step(generator, discriminator, opt_g, opt_d, real, z)
         stats = trainer.train_step(real)
         assert torch.equal(torch.stack([loss_d, loss_g]), stats[:2])
-    for plain, library in ((generator, trainer.generator), (discriminator, trainer.discriminator)):
-        a, b = plain.state_dict(), library.state_dict()
-        assert all(torch.equal(a[name], b[name]) for name in a), "weights or BatchNorm statistics differ"
+    assert_same_networks(trainer, generator, discriminator)

@@ -1,10 +1,11 @@
-"""Rewrite the repository URL and release tag in the notebooks, README.md and the package from their one source each.
+"""Rewrite the repository URL and release tag in the notebooks, the docs and the package from their one source each.
 
 Usage: python tools/set_repo_url.py [--check]   (--check changes nothing and exits 1 when a file disagrees)
 The URL comes from tools/repo_url.txt, the release from the package version (`v` + dcganlib/_version.py's
 `__version__`). It rewrites Colab badges (colab.research.google.com/github/OWNER/REPO/blob/...), every
-`REPO_URL = "..."` line (the set-up cells and dcganlib/_version.py), the set-up cells' `RELEASE = "..."` line and
-`git+https://github.com/OWNER/REPO` install lines. Edits are textual, so the notebooks' JSON formatting is kept
+`REPO_URL = "..."` line (the set-up cells and dcganlib/_version.py), the set-up cells' `RELEASE = "..."` line,
+`git+https://github.com/OWNER/REPO` install lines, the docs site's address (https://OWNER.github.io/REPO/) and
+mkdocs.yml's `repo_url`. Edits are textual, so the notebooks' JSON formatting is kept
 byte for byte apart from what changes.
 """
 
@@ -49,14 +50,17 @@ def rewrite(text: str, url: str, owner: str, repo: str, release: str = "") -> st
     text = re.sub(r'(REPO_URL = \\?")[^"\\]*(\\?")', lambda m: f"{m[1]}{url}{m[2]}", text)
     if release:
         text = re.sub(r'(RELEASE = \\?")[^"\\]*(\\?")', lambda m: f"{m[1]}{release}{m[2]}", text)
+    text = re.sub(rf"https://{NAME}\.github\.io/{NAME}/", f"https://{owner.lower()}.github.io/{repo}/", text)
+    text = re.sub(rf"^(repo_url: )https://github\.com/{NAME}/{NAME}$", lambda m: f"{m[1]}{url}", text,
+                  flags=re.MULTILINE)
     return re.sub(rf"git\+https://github\.com/{NAME}/{NAME}", lambda m: f"git+{url}", text)
 
 
 def targets(root: Path = ROOT) -> list[Path]:
-    """The notebooks, the package's version module and, when present, README.md."""
-    readme = root / "README.md"
+    """The notebooks, the package's version module, the docs pages and, when present, README.md and mkdocs.yml."""
+    optional = [path for path in (root / "README.md", root / "mkdocs.yml") if path.is_file()]
     return [*sorted((root / "notebooks").glob("*.ipynb")), root / "dcganlib" / "_version.py",
-            *([readme] if readme.is_file() else [])]
+            *sorted((root / "docs").glob("*.md")), *optional]
 
 
 def main(argv: list[str] | None = None) -> int:
