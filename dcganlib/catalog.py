@@ -45,6 +45,12 @@ def unknown_dataset(name: str) -> ValueError:
     return ValueError(f"unknown data set {name!r}; valid names: {', '.join(DATASETS)} or 'folder:<path>'")
 
 
+def no_classes_message(name: str) -> str:
+    """What to do when a conditional run asks for the classes of a data set that has none."""
+    return (f"{name} has no classes to condition on: train it unconditionally (num_classes 0), or give a folder "
+            "with one sub-folder of images per class (folder:<path>)")
+
+
 def class_names(name: str) -> tuple[str, ...]:
     """The classes of a data set's labels, in label order; () when it has none.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from .augment import AUGMENTATIONS
-from .catalog import DATASETS, FOLDER_PREFIX, class_names
+from .catalog import DATASETS, FOLDER_PREFIX, class_names, no_classes_message
 from .losses import LOSSES as LOSS_TABLE
 
 IMAGE_SIZES = (16, 28, 32, 64, 128)
@@ -190,8 +190,7 @@ class Config:
         least CONDITIONAL_D_FEATURES wide, as its features now tell both real from fake and class from class."""
         count = len(class_names(self.dataset))
         if count < 2:
-            raise ConfigError(f"num_classes: {self.dataset} has no classes to condition on; train it "
-                              "unconditionally, or give a folder with one sub-folder of images per class")
+            raise ConfigError(f"num_classes: {no_classes_message(self.dataset)}")
         return dataclasses.replace(self, num_classes=count, d_features=max(self.d_features, CONDITIONAL_D_FEATURES))
 
     @property

@@ -21,7 +21,7 @@ from torchvision import datasets
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .catalog import DATASETS, FOLDER_PREFIX, IMAGE_EXTENSIONS, unknown_dataset
+from .catalog import DATASETS, FOLDER_PREFIX, IMAGE_EXTENSIONS, no_classes_message, unknown_dataset
 
 # The img_align_celeba.zip Drive file used by many DCGAN tutorials; Drive often refuses it ("quota exceeded").
 CELEBA_DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
@@ -124,7 +124,7 @@ class ImageFiles(Dataset):
         if labelled:
             files = [p for p in files if p.parent != self.root]
             if not files:
-                raise DatasetUnavailableError(_no_classes(f"folder:{self.root}"))
+                raise DatasetUnavailableError(no_classes_message(f"folder:{self.root}"))
         if verify:
             readable = [p for p in files if _readable(p)]
             if skipped := len(files) - len(readable):
@@ -254,13 +254,8 @@ def load_dataset(
     else:
         raise unknown_dataset(name)
     if labelled and len(dataset.class_names if dataset.labels is not None else ()) < 2:
-        raise DatasetUnavailableError(_no_classes(name))
+        raise DatasetUnavailableError(no_classes_message(name))
     return dataset
-
-
-def _no_classes(name: str) -> str:
-    return (f"{name} has no classes to condition on: train it unconditionally (num_classes 0), or give a folder "
-            "with one sub-folder of images per class (folder:<path>)")
 
 
 class BatchLoader:
