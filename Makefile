@@ -45,7 +45,7 @@ test: $(STAMP) $(COLAB_ENV)/.installed lint
 test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not slow" -q
 
-# The docs site (tools/build_docs.py): README, docs/, the API reference and the six notebooks executed with their
+# The docs site (tools/build_docs.py): README, docs/, the API reference and the notebooks executed with their
 # outputs, built strictly into site/. `make test` builds it too (tests/test_docs.py).
 docs: $(STAMP)
 	$(BIN)/python tools/build_docs.py

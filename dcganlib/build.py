@@ -85,6 +85,6 @@ def build_loader(config: Config, device: torch.device, group: distributed.Group,
     if config.batch_size % group.world_size:
         raise ConfigError(f"batch_size: {config.batch_size} images per step do not split evenly over "
                           f"{group.world_size} processes; choose a multiple of {group.world_size}")
-    return BatchLoader(dataset, config.batch_size, seed=stream_seed(config.seed, "data_order"),
-                       device=device if config.resident_data else "cpu", memory_format=memory_format,
-                       rank=group.rank, world_size=group.world_size, labelled=conditional)
+    return BatchLoader(dataset, config.batch_size, seed=stream_seed(config.seed, "data_order"), device=device,
+                       resident=config.resident_data, memory_format=memory_format, rank=group.rank,
+                       world_size=group.world_size, labelled=conditional)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+from .sources import DatasetUnavailableError, ImageSource
+
 DIGITS = tuple("0123456789")
 
 
@@ -28,7 +28,7 @@ DATASETS: dict[str, DatasetInfo] = {
         "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
     "celeba": DatasetInfo(channels=3, size=202_599),  # img_align_celeba, all splits; faces, no classes
 }
-FOLDER_PREFIX = "folder:"  # "folder:<path>": a folder of images, with one sub-folder per class for labels
+FOLDER_PREFIX = "folder:"  # "folder:<path>": a folder or zip of images, with one sub-folder per class for labels
 
 
 def dataset_size(name: str) -> int | None:
@@ -54,15 +54,14 @@ def no_classes_message(name: str) -> str:
 def class_names(name: str) -> tuple[str, ...]:
     """The classes of a data set's labels, in label order; () when it has none.
 
-    A folder follows torchvision's ImageFolder convention: each sub-folder that holds images (at any depth) is a
-    class, named after the sub-folder, in sorted order; images directly in the folder have no class.
+    A folder or zip follows torchvision's ImageFolder convention: each sub-folder that holds images (at any depth) is
+    a class, named after the sub-folder, in sorted order; images directly in the folder have no class.
     """
     if not name.startswith(FOLDER_PREFIX):
         if name not in DATASETS:
             raise unknown_dataset(name)
         return DATASETS[name].classes
-    root = Path(name.removeprefix(FOLDER_PREFIX)).expanduser()
-    if not root.is_dir():
+    try:
+        return ImageSource(name.removeprefix(FOLDER_PREFIX)).class_names()
+    except DatasetUnavailableError:  # no such folder, or no images in it: no classes either
         return ()
-    return tuple(sorted(sub.name for sub in root.iterdir() if sub.is_dir() and any(
-        path.suffix.lower() in IMAGE_EXTENSIONS for path in sub.rglob("*"))))

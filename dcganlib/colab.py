@@ -1,4 +1,5 @@
-"""Where runs live: Google Drive on Colab (survives a disconnect), `runs/` elsewhere. The only Colab-aware module."""
+"""Where runs and data live: Google Drive on Colab (survives a disconnect), `runs/` and `data/` elsewhere. The only
+Colab-aware module."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ DRIVE_FOLDER = "dcgan"  # runs live in MyDrive/dcgan/<run name>
 COLAB_LOCAL_RUNS = CONTENT / "runs"
 # TensorBoard rewrites its event files constantly, which Drive syncs badly: on Colab they stay on the VM's disk.
 COLAB_TENSORBOARD = CONTENT / "tensorboard"
+LOCAL_DATA = Path("data")  # the data root off Colab
 DRIVE_TRASH_URL = "https://drive.google.com/drive/trash"
 
 
@@ -59,6 +61,16 @@ def ensure_drive(path: str | os.PathLike) -> Path:
     if on_drive(path) and in_colab():
         mount_drive()
     return path
+
+
+def data_directory(root: str | os.PathLike | None = None) -> Path:
+    """Where data sets and their prepared arrays are kept: `root` when given (mounting Drive first when it lies on
+    Drive), else MyDrive/dcgan/data on Colab, where they outlive the runtime, else ./data."""
+    if root:
+        return ensure_drive(Path(root).expanduser())
+    if in_colab():
+        return mount_drive() / DRIVE_FOLDER / "data"
+    return LOCAL_DATA
 
 
 def flush_drive() -> bool:

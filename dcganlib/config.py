@@ -105,8 +105,11 @@ class Config:
     # --- data ---
     # mnist-5k (offline), mnist, fashion-mnist, cifar10, celeba or folder:<path>
     dataset: str = _field("mnist-5k", RECIPE, flag=f"{', '.join(DATASETS)} or folder:<path>")
-    data_root: str = _field("data", RUN_CONTROL)  # where downloads go
-    # keep small data sets on the device as uint8: no per-image work per epoch
+    # where downloads and prepared images are kept; "": MyDrive/dcgan/data on Colab (they outlive the runtime),
+    # ./data elsewhere
+    data_root: str = _field("", RUN_CONTROL, flag="where data sets and their prepared images are kept (default: "
+                            "MyDrive/dcgan/data on Colab, ./data elsewhere)")
+    # keep the images on the GPU as uint8 when they fit in half its free memory (else in pinned host memory)
     resident_data: bool = _field(True, RUN_CONTROL)
 
     # --- optimiser ---

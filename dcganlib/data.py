@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import itertools
 import math
-import shutil
-import tempfile
-import warnings
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision import datasets
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .catalog import DATASETS, FOLDER_PREFIX, IMAGE_EXTENSIONS, no_classes_message, unknown_dataset
+from . import celeba, colab
+from .catalog import DATASETS, FOLDER_PREFIX, no_classes_message, unknown_dataset
+from .prepared import FOLDER as PREPARED
+from .prepared import PreparedStore, prepared_name
+from .sources import DatasetUnavailableError, ImageSource
 
-# The img_align_celeba.zip Drive file used by many DCGAN tutorials; Drive often refuses it ("quota exceeded").
-CELEBA_DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
 # Looked up by attribute at call time (not bound here) so tests can monkeypatch torchvision.datasets.
 _TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
-
-
-class DatasetUnavailableError(RuntimeError):
-    """A data set cannot be loaded; the message says why and what to do by hand."""
 
 
 def _to_float(x: Tensor) -> Tensor:
@@ -102,139 +95,51 @@ def _torchvision_images(name: str, root: Path, download: bool) -> tuple[Tensor, 
     return (data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)), labels
 
 
-class ImageFiles(Dataset):
-    """Images found recursively under a folder (flat or class subfolders), read with PIL per item.
-
-    With verify=True each file gets a cheap PIL header check once, here; unreadable ones are
-    skipped with one warning. A file that passes but is truncated mid-data still fails when read.
-    With labelled=True the first level of sub-folders are the classes (torchvision's ImageFolder convention):
-    `labels` and `class_names` come from them, and images directly in the folder are left out.
-    """
-
-    def __init__(
-        self, root: str | Path, image_size: int = 64, channels: int = 3, *, verify: bool = True,
-        labelled: bool = False,
-    ) -> None:
-        self.root = Path(root).expanduser()
-        if not self.root.is_dir():
-            raise DatasetUnavailableError(f"image folder {self.root} does not exist")
-        files = sorted(
-            p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
-        if labelled:
-            files = [p for p in files if p.parent != self.root]
-            if not files:
-                raise DatasetUnavailableError(no_classes_message(f"folder:{self.root}"))
-        if verify:
-            readable = [p for p in files if _readable(p)]
-            if skipped := len(files) - len(readable):
-                warnings.warn(f"skipped {skipped} unreadable files in {self.root}", stacklevel=2)
-            files = readable
-        if not files:
-            raise DatasetUnavailableError(
-                f"no readable images ({', '.join(IMAGE_EXTENSIONS)}) found under {self.root}"
-            )
-        self.files = files
-        self.labels, self.class_names = _folder_labels(self.root, files) if labelled else (None, ())
-        self.mode = "RGB" if channels == 3 else "L"
-        self.transform = v2.Compose(
-            [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size), v2.PILToTensor()]
-        )
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: int) -> Tensor:
-        with Image.open(self.files[index]) as img:
-            return _to_float(self.transform(img.convert(self.mode)))
+def _prepared_dataset(name: str, root: Path, image_size: int, channels: int, download: bool,
+                      labelled: bool) -> TensorImages:
+    """A folder, a zip or CelebA as a TensorImages, decoded once into the data root's prepared/ folder."""
+    if name == "celeba":
+        store = PreparedStore(root / PREPARED, prepared_name("celeba", image_size, channels, labelled))
+        found = store.load(celeba.FINGERPRINT, image_size, channels, labelled)
+        source, fingerprint = None, celeba.FINGERPRINT
+    else:
+        source = ImageSource(name.removeprefix(FOLDER_PREFIX))
+        place = hashlib.sha256(str(source.path).encode()).hexdigest()[:8]  # two folders named alike stay apart
+        store = PreparedStore(root / PREPARED, prepared_name(f"folder-{source.path.stem}-{place}", image_size,
+                                                             channels, labelled))
+        fingerprint = source.fingerprint()
+        found = store.load(fingerprint, image_size, channels, labelled)
+    if found is None:
+        source = source or celeba.celeba_source(root, download)
+        if labelled and len(source.class_names()) < 2:
+            raise DatasetUnavailableError(no_classes_message(name))
+        found = store.build(source, fingerprint, image_size, channels, labelled)
+    return TensorImages(found.images, found.labels, found.class_names)
 
 
-def _folder_labels(root: Path, files: list[Path]) -> tuple[Tensor, tuple[str, ...]]:
-    """The class of each file: the sub-folder of `root` it lies in, classes in sorted order."""
-    folders = [path.relative_to(root).parts[0] for path in files]
-    class_names = tuple(sorted(set(folders)))
-    index = {name: label for label, name in enumerate(class_names)}
-    return torch.tensor([index[folder] for folder in folders], dtype=torch.int64), class_names
-
-
-def _readable(path: Path) -> bool:
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except Exception:  # PIL raises many types (OSError, SyntaxError, ValueError...) for bad files
-        return False
-    return True
-
-
-def _celeba_help(base: Path) -> str:
-    return (
-        f"Download img_align_celeba.zip by hand (https://drive.google.com/uc?id={CELEBA_DRIVE_ID} or the "
-        f"CelebA website) and put it at {base / 'img_align_celeba.zip'}, or extract it so the images are in "
-        f"{base / 'img_align_celeba'}/, then run again."
-    )
-
-
-def _download_celeba(zip_path: Path) -> None:
-    """Fetch the zip from Google Drive to a .part file, renamed only once it is a real zip."""
-    import gdown  # only CelebA needs it, and it pulls in requests/bs4
-
-    part = zip_path.with_name(zip_path.name + ".part")
-    try:
-        gdown.download(id=CELEBA_DRIVE_ID, output=str(part), quiet=False)
-    except Exception as e:  # gdown and requests raise many types; all mean "no zip"
-        part.unlink(missing_ok=True)
-        raise DatasetUnavailableError(
-            f"Google Drive download failed: {e}. {_celeba_help(zip_path.parent)}"
-        ) from e
-    if not part.is_file() or not zipfile.is_zipfile(part):
-        head = b""
-        if part.is_file():
-            with part.open("rb") as f:
-                head = f.read(4096).lower()
-        part.unlink(missing_ok=True)
-        why = (
-            "Google Drive returned an HTML page instead of the zip (usually 'quota exceeded': too many "
-            "downloads of this file today)"
-            if b"<html" in head or b"<!doctype html" in head
-            else "the downloaded file is not a zip"
-        )
-        raise DatasetUnavailableError(f"{why}. {_celeba_help(zip_path.parent)}")
-    part.rename(zip_path)
-
-
-def _celeba_folder(root: Path, download: bool) -> Path:
-    """Folder of CelebA JPEGs, extracting (and first downloading) the zip when needed."""
-    base = root / "celeba"
-    folder = base / "img_align_celeba"
-    if folder.is_dir():
-        return folder
-    zip_path = base / "img_align_celeba.zip"
-    if not zip_path.is_file():
-        if not download:
-            raise DatasetUnavailableError(f"CelebA not found and download=False. {_celeba_help(base)}")
-        base.mkdir(parents=True, exist_ok=True)
-        _download_celeba(zip_path)
-    # Extract beside the target and rename at the end: a dead extraction never looks like a complete folder.
-    tmp = Path(tempfile.mkdtemp(prefix=".img_align_celeba-", dir=base))
-    try:
-        print(f"extracting {zip_path} ...")
-        with zipfile.ZipFile(zip_path) as zf:
-            zf.extractall(tmp)
-        inner = tmp / "img_align_celeba"
-        (inner if inner.is_dir() else tmp).rename(folder)
-    except zipfile.BadZipFile as e:
-        raise DatasetUnavailableError(f"{zip_path} is not a valid zip ({e}). {_celeba_help(base)}") from e
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+def image_source(name: str, root: str | Path | None = None) -> ImageSource | None:
+    """The image files behind a folder, zip or CelebA data set, or None where they are not on this machine (CelebA
+    fetched from Kaggle onto a runtime that has since been replaced, say); nothing is downloaded."""
+    if name.startswith(FOLDER_PREFIX):
+        return ImageSource(name.removeprefix(FOLDER_PREFIX))
+    if name != "celeba":
+        return None
+    zip_path = celeba.zip_path(colab.data_directory(root))
+    for path in (zip_path, zip_path.parent / "img_align_celeba"):
+        if path.exists():
+            return ImageSource(path)
+    return None
 
 
 def load_dataset(
-    name: str, root: str | Path = "data", image_size: int = 28, channels: int = 1, download: bool = True,
+    name: str, root: str | Path | None = None, image_size: int = 28, channels: int = 1, download: bool = True,
     labelled: bool = False,
-) -> Dataset:
-    """Load a data set by name (DATASETS or "folder:<path>") as (channels, S, S) floats in [-1, 1].
+) -> TensorImages:
+    """Load a data set by name (DATASETS or "folder:<path>" to a folder or zip of images) as (channels, S, S) floats
+    in [-1, 1], held as one uint8 tensor.
 
+    `root` is where downloads and prepared arrays are kept (None: MyDrive/dcgan/data on Colab, ./data elsewhere).
+    A folder, a zip or CelebA is decoded once into `root`/prepared/ and loaded from there by every later call.
     With labelled=True the data set also has `labels` and `class_names`; one without classes (CelebA, a folder
     with no sub-folders) is a DatasetUnavailableError that says what to do.
     """
@@ -242,25 +147,25 @@ def load_dataset(
         raise ValueError(f"channels must be 1 or 3, got {channels}")
     if image_size < 1:
         raise ValueError(f"image_size must be positive, got {image_size}")
-    root = Path(root).expanduser()
-    if name.startswith(FOLDER_PREFIX):
-        dataset = ImageFiles(name.removeprefix(FOLDER_PREFIX), image_size, channels, labelled=labelled)
-    elif name == "celeba":
-        # The archive is trusted: skip the per-file check, which would open ~200k files.
-        dataset = ImageFiles(_celeba_folder(root, download), image_size, channels, verify=False)
+    if labelled and name in DATASETS and not DATASETS[name].classes:
+        raise DatasetUnavailableError(no_classes_message(name))
+    if name.startswith(FOLDER_PREFIX) or name == "celeba":
+        dataset = _prepared_dataset(name, colab.data_directory(root), image_size, channels, download, labelled)
     elif name == "mnist-5k" or name in _TORCHVISION_CLASSES:
-        images, labels = load_mnist_5k() if name == "mnist-5k" else _torchvision_images(name, root, download)
+        images, labels = (load_mnist_5k() if name == "mnist-5k"
+                          else _torchvision_images(name, colab.data_directory(root), download))
         dataset = TensorImages(_prepare(images, image_size, channels), labels, DATASETS[name].classes)
     else:
         raise unknown_dataset(name)
-    if labelled and len(dataset.class_names if dataset.labels is not None else ()) < 2:
-        raise DatasetUnavailableError(no_classes_message(name))
     return dataset
 
 
 class BatchLoader:
     """Deterministic, resumable batches: epoch e's order is a permutation drawn from (seed, e).
 
+    The images wait as uint8 on the `device` when `resident` and they fit in half its free memory (a GPU's), else
+    in host memory, pinned for fast copies to a GPU; every batch is gathered by index and arrives on the device as
+    floats. No image is decoded or transformed here: the data set is already one array.
     With `world_size` > 1 (data-parallel training) every process draws the same permutation and yields only its
     share of each `batch_size` batch: rank r takes images [r * share, (r + 1) * share) of it, share being
     batch_size / world_size. The ranks' shares are disjoint and together make the single-process batch.
@@ -269,19 +174,22 @@ class BatchLoader:
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: TensorImages,
         batch_size: int,
         *,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        resident: bool = True,
         drop_last: bool = True,
-        num_workers: int = 0,
         memory_format: torch.memory_format = torch.contiguous_format,
         rank: int = 0,
         world_size: int = 1,
         labelled: bool = False,
     ) -> None:
-        if labelled and getattr(dataset, "labels", None) is None:
+        if not isinstance(dataset, TensorImages):
+            raise TypeError(f"BatchLoader batches a TensorImages (what load_dataset returns), not a "
+                            f"{type(dataset).__name__}")
+        if labelled and dataset.labels is None:
             raise ValueError("labelled batches need a data set with labels (load_dataset(..., labelled=True))")
         self.dataset = dataset
         self.labelled = labelled
@@ -299,10 +207,8 @@ class BatchLoader:
         self.seed = seed
         self.device = torch.device(device)
         self.drop_last = drop_last
-        self.num_workers = num_workers
         self.memory_format = memory_format
-        # A tensor data set moves to the device once (as uint8) and is sliced there: no DataLoader.
-        self.images = dataset.images.to(self.device) if isinstance(dataset, TensorImages) else None
+        self.images = placed(dataset.images, self.device, resident)
         self.labels = dataset.labels.to(self.device) if labelled else None
 
     def __len__(self) -> int:
@@ -323,9 +229,7 @@ class BatchLoader:
         if not 0 <= start_batch <= len(self):
             raise ValueError(f"start_batch must be in [0, {len(self)}], got {start_batch}")
         indices = self.shard(self.order(epoch)[start_batch * self.batch_size : len(self) * self.batch_size])
-        if self.images is not None:
-            return self._tensor_batches(indices)
-        return self._loader_batches(indices, epoch)
+        return self._batches(indices.to(self.images.device))
 
     def shard(self, indices: Tensor) -> Tensor:
         """This process's share of each whole batch in `indices` (all of them in a single process)."""
@@ -339,28 +243,23 @@ class BatchLoader:
         for epoch in itertools.count(start_epoch):
             yield from self.epoch(epoch)
 
-    def _tensor_batches(self, indices: Tensor) -> Iterator[Tensor]:
-        indices = indices.to(self.device)
+    def _batches(self, indices: Tensor) -> Iterator[Tensor | tuple[Tensor, Tensor]]:
         # range(), not split(): an empty tail (start_batch == len) must yield no batch at all.
         for start in range(0, len(indices), self.share):
             chunk = indices[start : start + self.share]
-            yield self._with_labels(_to_float(self.images[chunk]).contiguous(memory_format=self.memory_format), chunk)
+            gathered = self.images[chunk]
+            if gathered.device != self.device:  # from host memory: pinned, so the copy to the GPU runs async
+                gathered = gathered.pin_memory() if self.device.type == "cuda" else gathered
+                gathered = gathered.to(self.device, non_blocking=True)
+            batch = _to_float(gathered).contiguous(memory_format=self.memory_format)
+            yield (batch, self.labels[chunk.to(self.device)]) if self.labelled else batch
 
-    def _with_labels(self, batch: Tensor, chunk: Tensor) -> Tensor | tuple[Tensor, Tensor]:
-        """The batch of the images at `chunk`, with their labels when labelled."""
-        return (batch, self.labels[chunk.to(self.labels.device)]) if self.labelled else batch
 
-    def _loader_batches(self, indices: Tensor, epoch: int) -> Iterator[Tensor]:
-        loader = DataLoader(
-            self.dataset,
-            batch_size=self.share,
-            sampler=indices.tolist(),  # already cut to whole batches when drop_last
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-            # Without a generator DataLoader draws its worker base seed from the global RNG.
-            generator=self._generator(epoch),
-        )
-        for batch, chunk in zip(loader, indices.split(self.share), strict=True):
-            yield self._with_labels(batch.to(self.device, non_blocking=True).contiguous(
-                memory_format=self.memory_format), chunk)
+def placed(images: Tensor, device: torch.device, resident: bool) -> Tensor:
+    """Where uint8 images wait between batches: on `device` when `resident` and they fit (on a GPU, in half its free
+    memory), else in host memory, pinned when the batches go to a GPU."""
+    if device.type == "cpu":
+        return images
+    if resident and (device.type != "cuda" or images.nbytes <= torch.cuda.mem_get_info(device)[0] // 2):
+        return images.to(device)
+    return images.pin_memory() if device.type == "cuda" else images

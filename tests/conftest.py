@@ -7,6 +7,16 @@ import pytest
 from kit import FakeColab
 from tiny_generator import TinyGenerator
 
+from dcganlib import colab
+
+
+@pytest.fixture(autouse=True)
+def data_root(tmp_path_factory, monkeypatch) -> Path:
+    """The default data root off Colab, a temporary folder: prepared images never land in the checkout."""
+    root = tmp_path_factory.mktemp("data")
+    monkeypatch.setattr(colab, "LOCAL_DATA", root)
+    return root
+
 
 @pytest.fixture
 def gen() -> TinyGenerator:

@@ -240,3 +240,21 @@ def test_recipes_are_compared_over_seeds_on_the_folder(recipes, tmp_path, monkey
     assert row["summary"]["demo"]["fid"]["median"] == round(sum(last) / 2, 2)
     text = recipes.markdown({"machine": {"cpu": "test cpu"}, "result": row})
     assert "40 digits in a folder" in text and "| DiffAugment |" in text
+
+
+def test_the_data_feed_benchmark_measures_both_feeds_preparing_loading_and_a_rerun(tmp_path):
+    data_feed = importlib.import_module("benchmarks.data_feed")
+    result = data_feed.run_benchmark(300, 1, torch.device("cpu"), tmp_path, log=lambda _: None)
+    assert result["images"] == 300 and set(result["feed_images_per_s"]) == {"examples", "dcganlib"}
+    assert all(rate > 0 for rate in result["feed_images_per_s"].values())
+    decoders = result["decoders_images_per_s"]
+    assert len(decoders) == 3 and all(rate > 0 for rate in decoders.values())
+    assert result["feed_ratio"] == result["feed_images_per_s"]["dcganlib"] / result["feed_images_per_s"]["examples"]
+    assert result["prepare_s"] > 0 and result["load_s"] > 0 and result["prepare_cores"] > 0
+    assert set(result["rerun"]) == {"total_s", "import_s", "trainer_s", "first_step_s"}
+    assert result["rerun"]["total_s"] >= result["rerun"]["first_step_s"] > 0
+    (prepared,) = (tmp_path / "data" / "prepared").glob("*.npy")
+    assert prepared.name.endswith("-64px-rgb.npy")
+    text = data_feed.markdown({"machine": {"cpu": "test cpu", "cores": 2, "torch": torch.__version__},
+                               "result": result})
+    assert "| feed ratio |" in text and "300 JPEGs of 178 x 218 px" in text

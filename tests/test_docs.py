@@ -1,4 +1,4 @@
-"""The docs site: built strictly from the README, docs/, the API docstrings and the six notebooks with their
+"""The docs site: built strictly from the README, docs/, the API docstrings and the notebooks with their
 outputs; a page without a kernel shows each widget as its image or its text."""
 
 from __future__ import annotations

@@ -19,12 +19,14 @@ import dcganlib
 from dcganlib import checkpoint
 from dcganlib.catalog import DATASETS
 from dcganlib.config import PRESETS
+from tools.photos import write_faces
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["01_generator.ipynb", "02_discriminator.ipynb", "03_losses.ipynb", "04_training.ipynb",
-         "05_latent_walks.ipynb", "06_conditional_gan.ipynb"]
-TRAINS = ("04_training.ipynb", "06_conditional_gan.ipynb")  # the notebooks that train, and ask Colab for a GPU
+         "05_latent_walks.ipynb", "06_conditional_gan.ipynb", "07_faces_64px.ipynb"]
+# the notebooks that train, and ask Colab for a GPU
+TRAINS = ("04_training.ipynb", "06_conditional_gan.ipynb", "07_faces_64px.ipynb")
 SETUP_TITLE = "# @title Set-up (run once; installs dcganlib on Colab only)"
 # Small enough for CI on two shared CPU cores (narrow networks: a few seconds per epoch); the notebooks' own
 # defaults are the Colab values.
@@ -178,3 +180,24 @@ def test_the_conditional_notebook_trains_resumes_and_samples_the_class_asked_for
     assert "Resumed from epoch 1" in second
     saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "conditional"))
     assert saved["epoch"] == 2 and saved["config"]["num_classes"] == 10
+
+
+# The 64 px colour net at an eighth of its width on 96 cartoon faces (tools/photos.py), two epochs in two runs.
+FACES = {"EPOCHS": 1, "BATCH_SIZE": 16, "RUN_NAME": "faces", "SEED": 0, "DECODE_SAMPLE": 20,
+         "CONFIG_OVERRIDES": {"g_features": 8, "d_features": 8}}
+
+
+@pytest.mark.slow
+def test_the_faces_notebook_prepares_once_trains_resumes_and_walks(tmp_path):
+    faces = write_faces(tmp_path / "photos", 96)
+    where = {"DATASET": f"folder:{faces}", "DATA_ROOT": str(tmp_path / "data"), "RUNS_BASE": str(tmp_path)}
+    first = execute("07_faces_64px.ipynb", tmp_path / "first.ipynb", **FACES, **where)
+    assert f"Preparing {faces} once: 96 images to 64 px RGB" in first and "Starting fresh" in first
+    assert "96 faces as one (96, 3, 64, 64) uint8 array" in first
+    assert re.search(r"decoding image files, one core: +[\d,]+ images/s", first)
+    second = execute("07_faces_64px.ipynb", tmp_path / "second.ipynb", **{**FACES, "EPOCHS": 2}, **where)
+    assert "Preparing" not in second and "Loaded prepared data " in second
+    assert "Resumed from epoch 1" in second
+    saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "faces"))
+    assert saved["epoch"] == 2 and saved["config"]["image_size"] == 64 and saved["config"]["channels"] == 3
+    assert (tmp_path / "faces" / "progress.gif").is_file() and (tmp_path / "faces" / "generator.pt").is_file()

@@ -51,7 +51,7 @@ def test_without_compile_the_networks_run_as_they_are(tmp_path, compile_calls):
 
 
 def test_a_host_kept_data_set_trains_exactly_like_a_resident_one(tmp_path):
-    # On a CPU both keep the images in host memory; what resident_data=False changes is where batches are made.
+    # On a CPU both keep the images in host memory (data.placed): the same batches make the same run.
     resident = make_trainer(tmp_path / "resident", tiny_config(resident_data=True))
     host = make_trainer(tmp_path / "host", tiny_config(resident_data=False))
     assert host.loader.device == torch.device("cpu")

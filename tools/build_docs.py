@@ -1,8 +1,9 @@
-"""Build the docs site: the README, docs/, figs/, an API reference and the six notebooks executed with their outputs.
+"""Build the docs site: the README, docs/, figs/, an API reference and the notebooks executed with their outputs.
 
 Usage: python tools/build_docs.py [--site DIR] [--jobs N] [--publish]
 It assembles build/docs/ (the README as the home page, docs/, figs/, api.md and the notebooks executed on the
-embedded digits with SITE_PARAMETERS) and runs `mkdocs build --strict` on it, or `mkdocs gh-deploy` with --publish.
+embedded digits, or notebook 07 on cartoon faces, with SITE_PARAMETERS) and runs `mkdocs build --strict` on it, or
+`mkdocs gh-deploy` with --publish.
 An executed notebook is kept in build/executed/ under a key of its text, its parameters and the library's
 sources, so a rebuild executes only what changed. The site has no kernel: a widget output becomes its image (the
 sliders' current picture) or its text.
@@ -26,6 +27,11 @@ from pathlib import Path
 import nbformat
 import papermill
 
+if __package__:  # imported as tools.build_docs (the tests)
+    from .photos import write_faces
+else:  # run as a script: tools/ is on sys.path
+    from photos import write_faces
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 BUILD = ROOT / "build"
@@ -39,12 +45,24 @@ SITE_PARAMETERS = {
     "04_training.ipynb": {"EPOCHS": 12, "PLAIN_STEPS": 500, "COMPARE_EPOCHS": 10, "LOCAL_RUN": True,
                           "RUN_NAME": "site"},
     "06_conditional_gan.ipynb": {"EPOCHS": 30, "PLAIN_STEPS": 150, "LOCAL_RUN": True, "RUN_NAME": "site"},
+    "07_faces_64px.ipynb": {"EPOCHS": 8, "BATCH_SIZE": 64, "LOCAL_RUN": True, "RUN_NAME": "site",
+                            "CONFIG_OVERRIDES": {"g_features": 16, "d_features": 16}},
+}
+# The faces notebook's data on the site: cartoon faces that tools/photos.py draws (no download while building).
+SITE_FACES = {"07_faces_64px.ipynb": 1000}
+# What a reader of the site should know about how a page was executed, shown above its first cell.
+SITE_NOTES = {
+    "07_faces_64px.ipynb": f"*On this site the notebook ran on a CPU, on {SITE_FACES['07_faces_64px.ipynb']:,} "
+                           "cartoon faces drawn by `tools/photos.py` (the site is built without downloads), with both "
+                           "networks at a quarter of their width: the pictures show the pipeline, not what CelebA "
+                           "gives. On Colab it trains the full networks on CelebA or your photos.*",
 }
 # The library's API reference, one section per module, in the order a reader meets them; the CLI has its page in
 # docs/training.md.
-API_MODULES = ("config", "models", "losses", "step", "train", "data", "catalog", "checkpoint", "runs", "latent",
-               "directions", "sliders", "viz", "images", "diagrams", "metrics", "diagnostics", "pretrained", "devices",
-               "colab", "distributed", "augment", "build", "evaluation", "ema", "history", "seeds", "timing")
+API_MODULES = ("config", "models", "losses", "step", "train", "data", "catalog", "sources", "prepared", "celeba",
+               "checkpoint", "runs", "latent", "directions", "sliders", "viz", "images", "diagrams", "metrics",
+               "diagnostics", "pretrained", "devices", "colab", "distributed", "augment", "build", "evaluation", "ema",
+               "history", "seeds", "timing")
 NOT_IN_API = ("__init__", "__main__", "_version", "cli")
 
 
@@ -68,6 +86,9 @@ def execute(notebook: Path) -> Path:
     EXECUTED.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as runs:
         extra = {"RUNS_BASE": runs} if "RUNS_BASE" in notebook.read_text(encoding="utf-8") else {}
+        if notebook.name in SITE_FACES:
+            faces = write_faces(Path(runs) / "faces", SITE_FACES[notebook.name])
+            extra |= {"DATASET": f"folder:{faces}", "DATA_ROOT": str(Path(runs) / "data")}
         partial = executed.with_suffix(".partial.ipynb")
         papermill.execute_notebook(notebook, partial, parameters={**parameters, **extra}, cwd=str(NOTEBOOKS),
                                    kernel_name="python3", progress_bar=False, execution_timeout=1200)
@@ -113,6 +134,8 @@ def static_outputs(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def stage_notebook(executed: Path, target: Path) -> None:
     notebook = static_outputs(nbformat.read(executed, as_version=4))
+    if target.name in SITE_NOTES:
+        notebook.cells.insert(1, nbformat.v4.new_markdown_cell(SITE_NOTES[target.name]))
     nbformat.write(notebook, target)
 
 
