@@ -164,8 +164,8 @@ class BatchLoader:
     """Deterministic, resumable batches: epoch e's order is a permutation drawn from (seed, e).
 
     The images wait as uint8 on the `device` when `resident` and they fit in half its free memory (a GPU's), else
-    in host memory, pinned for fast copies to a GPU; every batch is gathered by index and arrives on the device as
-    floats. No image is decoded or transformed here: the data set is already one array.
+    in host memory, from which each batch is gathered, pinned and copied to a GPU asynchronously; every batch arrives
+    on the device as floats. No image is decoded or transformed here: the data set is already one array.
     With `world_size` > 1 (data-parallel training) every process draws the same permutation and yields only its
     share of each `batch_size` batch: rank r takes images [r * share, (r + 1) * share) of it, share being
     batch_size / world_size. The ranks' shares are disjoint and together make the single-process batch.
@@ -257,9 +257,8 @@ class BatchLoader:
 
 def placed(images: Tensor, device: torch.device, resident: bool) -> Tensor:
     """Where uint8 images wait between batches: on `device` when `resident` and they fit (on a GPU, in half its free
-    memory), else in host memory, pinned when the batches go to a GPU."""
-    if device.type == "cpu":
-        return images
-    if resident and (device.type != "cuda" or images.nbytes <= torch.cuda.mem_get_info(device)[0] // 2):
+    memory), else where they are, in host memory (each batch is pinned on its way to a GPU)."""
+    if device.type != "cpu" and resident and (device.type != "cuda"
+                                              or images.nbytes <= torch.cuda.mem_get_info(device)[0] // 2):
         return images.to(device)
-    return images.pin_memory() if device.type == "cuda" else images
+    return images

@@ -155,43 +155,46 @@ class PreparedStore:
             why = "the source changed" if changed == ["fingerprint"] else f"it differs in {', '.join(changed)}"
             return self._unusable(why)
         try:
-            images = self._read_array(manifest)
+            images, mapped = self._read_array(manifest)
         except (OSError, ValueError) as error:
             return self._unusable(str(error))
         labels = torch.tensor(manifest["labels"], dtype=torch.int64) if manifest["labels"] is not None else None
         if announce:
             self.log(f"Loaded prepared data {self.array} ({len(images):,} images, {image_size} px, "
-                     f"{'RGB' if channels == 3 else 'grey'}) in {time.monotonic() - started:.1f} s; it was "
-                     f"prepared once in {manifest['seconds']:.1f} s.")
+                     f"{'RGB' if channels == 3 else 'grey'}{', memory-mapped' if mapped else ''}) in "
+                     f"{time.monotonic() - started:.1f} s; it was prepared once in {manifest['seconds']:.1f} s.")
         return PreparedImages(images, labels, tuple(manifest["class_names"]))
 
     def _unusable(self, why: str) -> None:
         self.log(f"Prepared data {self.array} cannot be used ({why}): preparing it again.")
         return None
 
-    def _read_array(self, manifest: dict) -> torch.Tensor:
-        """The array, read in pieces and checked against the manifest's length and checksum."""
+    def _read_array(self, manifest: dict) -> tuple[torch.Tensor, bool]:
+        """The array, checked against the manifest's length and checksum, and whether it is memory-mapped: it is read
+        into memory unless it would take more than half the memory available (CelebA at 128 px: 10 GB)."""
         shape = (manifest["count"], manifest["channels"], manifest["image_size"], manifest["image_size"])
-        offset = len(_header(shape))
+        offset, length = len(_header(shape)), manifest["bytes"]
         size = self.array.stat().st_size
-        if size != offset + manifest["bytes"]:
-            raise ValueError(f"the file holds {size:,} bytes, not {offset + manifest['bytes']:,}: it was cut short")
-        images = torch.empty(shape, dtype=torch.uint8)
-        view = memoryview(images.numpy().reshape(-1))
+        if size != offset + length:
+            raise ValueError(f"the file holds {size:,} bytes, not {offset + length:,}: it was cut short")
+        mapped = length > psutil.virtual_memory().available // 2
+        images = None if mapped else torch.empty(shape, dtype=torch.uint8)
+        buffer = memoryview(bytearray(READ_BYTES) if mapped else images.numpy().reshape(-1))
         checksum = 0
-        with self.array.open("rb") as file, tqdm(total=len(view), unit="B", unit_scale=True, leave=False,
-                                                  desc="loading prepared data", disable=len(view) < 2**28) as bar:
+        with self.array.open("rb") as file, tqdm(total=length, unit="B", unit_scale=True, leave=False,
+                                                  desc="loading prepared data", disable=length < 2**28) as bar:
             if file.read(offset) != _header(shape):
                 raise ValueError("its header does not match the manifest")
-            for start in range(0, len(view), READ_BYTES):
-                piece = view[start : start + READ_BYTES]
+            for start in range(0, length, READ_BYTES):
+                piece = buffer[: min(READ_BYTES, length - start)] if mapped else buffer[start : start + READ_BYTES]
                 if file.readinto(piece) != len(piece):
                     raise ValueError("the file ended early")
                 checksum = zlib.crc32(piece, checksum)
                 bar.update(len(piece))
         if f"{checksum:08x}" != manifest["checksum"]:
             raise ValueError("its checksum does not match: the file is damaged")
-        return images
+        # Copy-on-write: a writable tensor whose pages come from the file as batches touch them.
+        return (torch.from_numpy(np.load(self.array, mmap_mode="c")) if mapped else images), mapped
 
     def build(self, source: ImageSource, fingerprint: str, image_size: int, channels: int, labelled: bool,
               *, workers: int | None = None) -> PreparedImages:

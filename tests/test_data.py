@@ -254,17 +254,14 @@ class _Images:
     def to(self, device):
         return f"on {device}"
 
-    def pin_memory(self):
-        return "pinned in host memory"
 
-
-@pytest.mark.parametrize(("nbytes", "resident", "where"), [
-    (2_500, True, "on cuda"),  # CelebA's 2.5 GB on a T4 with 15 GB free, in units of a million
-    (7_600, True, "pinned in host memory"),  # more than half the free memory: the training needs the rest
-    (2_500, False, "pinned in host memory"),
+@pytest.mark.parametrize(("nbytes", "resident", "on_gpu"), [
+    (2_500, True, True),  # CelebA's 2.5 GB on a T4 with 15 GB free, in units of a million
+    (7_600, True, False),  # more than half the free memory: the training needs the rest
+    (2_500, False, False),
 ])
-def test_images_wait_on_the_gpu_when_they_fit_in_half_its_free_memory(monkeypatch, nbytes, resident, where):
+def test_images_wait_on_the_gpu_when_they_fit_in_half_its_free_memory(monkeypatch, nbytes, resident, on_gpu):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (15_000, 16_000))
-    assert data.placed(_Images(nbytes), torch.device("cuda"), resident) == where
-    host = _Images(nbytes)
-    assert data.placed(host, torch.device("cpu"), resident) is host
+    images = _Images(nbytes)
+    assert data.placed(images, torch.device("cuda"), resident) == ("on cuda" if on_gpu else images)
+    assert data.placed(images, torch.device("cpu"), resident) is images

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -339,3 +340,17 @@ def test_batches_come_from_the_prepared_array(tmp_path):
     assert len(set(red)) == 8 and set(red) <= set(range(10))
     with pytest.raises(TypeError, match="BatchLoader batches a TensorImages"):
         BatchLoader(list(images), 2)
+
+
+def test_an_array_larger_than_half_the_free_memory_is_memory_mapped_and_still_checked(tmp_path, monkeypatch, capsys):
+    photos = write_photos(tmp_path / "photos", 5)
+    in_memory = load(photos, tmp_path / "data").images
+    monkeypatch.setattr(prepared.psutil, "virtual_memory", lambda: SimpleNamespace(available=1000))
+    messages(capsys)
+    mapped = load(photos, tmp_path / "data")
+    assert "RGB, memory-mapped) in " in messages(capsys) and torch.equal(mapped.images, in_memory)
+    assert len(list(BatchLoader(mapped, 2).epoch(0))) == 2
+    array = only(tmp_path / "data", ".npy")
+    array.write_bytes(array.read_bytes()[:-1] + b"\x01")
+    assert torch.equal(load(photos, tmp_path / "data").images, in_memory)
+    assert "checksum does not match" in messages(capsys)
