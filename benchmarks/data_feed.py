@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -104,7 +105,8 @@ def decoder_rates(folder: Path, count: int) -> dict[str, float]:
                 "PIL with JPEG draft (dcganlib)": partial(decode, image_size=IMAGE_SIZE, channels=3),
                 "torchvision.io.decode_image": torchvision_decode}
     rates = {}
-    with torch_threads(1):
+    # torchvision 0.29 deprecates its image decoders (for TorchCodec) and warns on every call.
+    with torch_threads(1), warnings.catch_warnings(action="ignore", category=DeprecationWarning):
         for name, decoder in decoders.items():
             started = time.perf_counter()
             for blob in blobs:

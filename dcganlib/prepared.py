@@ -101,7 +101,7 @@ def _decoded_chunks(source: ImageSource, files: list[ImageFile], image_size: int
         for chunk in chunks:
             yield chunk, decode_batch(source.read(chunk), image_size, channels)
         return
-    # fork where there is one (Linux, as torch's DataLoader does): workers start at once, without importing torch
+    # fork where there is one (Linux, as torch's DataLoader does): workers start at once, with nothing to import
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
         pending = deque()
@@ -280,8 +280,11 @@ class PreparedStore:
 
 
 def _check_space(folder: Path, needed: int) -> None:
-    free = shutil.disk_usage(folder).free
-    if free < needed:
+    """Refuse at once when the folder's disk has too little room; a disk that reports no size at all (some network
+    mounts) is left to the write itself."""
+    usage = shutil.disk_usage(folder)
+    free = usage.free
+    if usage.total and free < needed:
         raise DatasetUnavailableError(f"the prepared images need {needed / 2**20:,.0f} MiB but {folder} has only "
                                       f"{free / 2**20:,.0f} MiB free: free some space, or set data_root elsewhere")
 

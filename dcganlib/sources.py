@@ -81,11 +81,12 @@ class ImageSource:
 
     def _zip_files(self) -> list[ImageFile]:
         try:
-            with zipfile.ZipFile(self.path) as archive:
-                members = [info for info in archive.infolist() if not info.is_dir() and _is_image(info.filename)]
+            # Kept open for reading: opening parses the whole directory again (CelebA's: 202,599 entries).
+            self._archive = zipfile.ZipFile(self.path)
         except (zipfile.BadZipFile, OSError) as error:
             raise DatasetUnavailableError(f"{self.path} is not a readable zip ({error}); copy or upload it again, "
                                           "or point to a folder of images") from error
+        members = [info for info in self._archive.infolist() if not info.is_dir() and _is_image(info.filename)]
         self._prefix = _common_folder([info.filename for info in members])
         return [ImageFile(info.filename.removeprefix(self._prefix), info.file_size, info.CRC) for info in members]
 
@@ -107,8 +108,7 @@ class ImageSource:
         """The bytes of each file in `files`, None for one that cannot be read."""
         if not self.is_zip:
             return [_read_or_none(Path.read_bytes, self.path / file.name) for file in files]
-        with zipfile.ZipFile(self.path) as archive:
-            return [_read_or_none(archive.read, self._prefix + file.name) for file in files]
+        return [_read_or_none(self._archive.read, self._prefix + file.name) for file in files]
 
 
 def _read_or_none(read, where) -> bytes | None:

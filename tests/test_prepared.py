@@ -253,7 +253,7 @@ def test_a_folder_without_images_is_a_one_line_error(tmp_path, make, message, re
 
 def test_a_disk_without_room_is_refused_before_decoding(tmp_path, monkeypatch):
     photos = write_photos(tmp_path / "photos", 3)
-    monkeypatch.setattr(prepared.shutil, "disk_usage", lambda path: type("Usage", (), {"free": 1000})())
+    monkeypatch.setattr(prepared.shutil, "disk_usage", lambda path: SimpleNamespace(total=10**9, free=1000))
     with pytest.raises(DatasetUnavailableError, match=r"need 0 MiB but .*prepared has only 0 MiB free"):
         load(photos, tmp_path / "data")
     assert list((tmp_path / "data" / "prepared").iterdir()) == []
