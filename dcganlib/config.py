@@ -109,7 +109,7 @@ class Config:
     # ./data elsewhere
     data_root: str = _field("", RUN_CONTROL, flag="where data sets and their prepared images are kept (default: "
                             "MyDrive/dcgan/data on Colab, ./data elsewhere)")
-    # keep the images on the GPU as uint8 when they fit in half its free memory (else in pinned host memory)
+    # keep the images on the GPU as uint8 when they fit in half its free memory (else in host memory)
     resident_data: bool = _field(True, RUN_CONTROL)
 
     # --- optimiser ---
