@@ -2,8 +2,9 @@
 loader, the time to prepare the folder once, the time to load it again, and what a re-run in a new process waits
 before its first training step.
 
-    python benchmarks/data_feed.py                    # 20,000 faces, ~3 min on a 2-core CPU
+    python benchmarks/data_feed.py                    # 20,000 faces, ~2 min on a 2-core CPU
     python benchmarks/data_feed.py --images 2000 --repeats 1
+    python benchmarks/data_feed.py --examples-main ../examples/dcgan/main.py    # also dcgan64 end to end
 
 The folder holds tools/photos.py's cartoon faces: 178 x 218 JPEGs of about 7 KB, CelebA's size and weight. Both
 feeds deliver shuffled float batches of 128 in [-1, 1] on the device (a GPU when there is one): pytorch/examples'
@@ -53,8 +54,9 @@ else:  # run as a script: benchmarks/ is on sys.path
 RESULTS_DIR = HERE / "results"
 IMAGE_SIZE, BATCH_SIZE, EXAMPLES_WORKERS = 64, 128, 2
 FEED_EPOCHS = 5  # epochs of the prepared feed timed together against one of pytorch/examples' loader
-# Minimum ratios: the prepared feed against pytorch/examples' in images/s, preparing against loading again.
-FEED_TARGET, LOAD_TARGET = 20.0, 10.0
+# Minimum ratios: the prepared feed against pytorch/examples' in images/s, preparing against loading again, and on
+# a GPU the whole of training against pytorch/examples' dcgan/main.py.
+FEED_TARGET, LOAD_TARGET, END_TO_END_TARGET = 20.0, 10.0, 3.0
 # A new process: import dcganlib, build a Trainer on the prepared folder (which loads the array), take one step.
 RERUN = """
 import sys, time
@@ -167,15 +169,35 @@ def run_benchmark(images: int, repeats: int, device: torch.device, workdir: Path
     rates = {"examples": [], "dcganlib": []}
     for epoch in range(repeats):
         rates["examples"].append(epoch_rate(examples, device))
-        # An epoch of the prepared feed lasts a fraction of a second: time several, for a steadier number.
+        # An epoch of the prepared feed lasts a fraction of a second: time several, for a steadier number. The
+        # batches are recycled, as the Trainer draws them.
         epochs = range(epoch * FEED_EPOCHS, (epoch + 1) * FEED_EPOCHS)
-        rates["dcganlib"].append(epoch_rate(itertools.chain.from_iterable(map(loader.epoch, epochs)), device))
+        batches = itertools.chain.from_iterable(loader.epoch(number, recycle=True) for number in epochs)
+        rates["dcganlib"].append(epoch_rate(batches, device))
         log(f"epoch {epoch}: examples {rates['examples'][-1]:,.0f}, dcganlib {rates['dcganlib'][-1]:,.0f} images/s")
     feed = {name: statistics.median(values) for name, values in rates.items()}
     return {"images": images, "device": device.type, "decoders_images_per_s": decoders, "feed_images_per_s": feed,
             "feed_runs": rates, "feed_ratio": feed["dcganlib"] / feed["examples"], **prepared,
             "load_ratio": prepared["prepare_s"] / prepared["load_s"],
             "rerun": rerun(folder, workdir / "data", workdir / "run", device)}
+
+
+def end_to_end(folder: Path, workdir: Path, examples_main: Path, epochs: int, device: torch.device) -> dict:
+    """dcgan64 trained `epochs` epochs on the folder, each program timed from start to exit: pytorch/examples'
+    unmodified `dcgan/main.py` against dcganlib's CLI, whose time includes preparing the folder (a new data root)."""
+    accelerator = [] if device.type == "cpu" else ["--accel"]
+    examples = [sys.executable, str(examples_main), "--dataset", "folder", "--dataroot", str(folder), "--imageSize",
+                str(IMAGE_SIZE), "--batchSize", str(BATCH_SIZE), "--niter", str(epochs), "--manualSeed", "0",
+                "--outf", str(workdir / "examples-out"), *accelerator]
+    dcganlib = [sys.executable, "-m", "dcganlib", "train", "--preset", "celeba64", "--dataset", f"folder:{folder}",
+                "--data-root", str(workdir / "end-to-end-data"), "--batch-size", str(BATCH_SIZE), "--epochs",
+                str(epochs), "--run-dir", str(workdir / "end-to-end-run"), "--device", str(device)]
+    seconds = {}
+    for name, command in (("examples", examples), ("dcganlib", dcganlib)):
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds[name] = time.perf_counter() - started
+    return {"epochs": epochs, "seconds": seconds, "ratio": seconds["examples"] / seconds["dcganlib"]}
 
 
 def markdown(report: dict) -> str:
@@ -202,6 +224,11 @@ def markdown(report: dict) -> str:
         f"{rerun_phases['import_s']:.1f}, Trainer with the data {rerun_phases['trainer_s']:.1f}, step "
         f"{rerun_phases['first_step_s']:.1f}) | |",
     ]
+    if whole := result.get("end_to_end"):
+        rows.append(f"| dcgan64, {whole['epochs']} epoch(s) end to end: pytorch/examples' main.py against dcganlib's "
+                    f"CLI (preparing included) | {whole['seconds']['examples']:.0f} s against "
+                    f"{whole['seconds']['dcganlib']:.0f} s: {whole['ratio']:.1f}x | >= {END_TO_END_TARGET:.0f}x on a "
+                    f"GPU{': ' + verdict[whole['ratio'] >= END_TO_END_TARGET] if result['device'] == 'cuda' else ''} |")
     return "\n".join(rows)
 
 
@@ -210,11 +237,17 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3, help="epochs of each feed")
     parser.add_argument("--device", default=None, help="where batches go (default: a GPU when there is one)")
+    parser.add_argument("--examples-main", type=Path, help="pytorch/examples' dcgan/main.py, unmodified: also time "
+                        "dcgan64 end to end against it (a copy beside the checkout; it is not part of dcganlib)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of the end-to-end comparison")
     parser.add_argument("--out", type=Path, help="JSON path (default results/data-feed-<machine>.json)")
     args = parser.parse_args()
     device = pick_device(args.device)
     with tempfile.TemporaryDirectory() as workdir:
         result = run_benchmark(args.images, args.repeats, device, Path(workdir))
+        if args.examples_main:
+            result["end_to_end"] = end_to_end(Path(workdir) / "faces", Path(workdir), args.examples_main.resolve(),
+                                              args.epochs, device)
     report = {"machine": machine_info(device), "date": time.strftime("%Y-%m-%d"), "result": result}
     print(markdown(report))
     out = args.out or RESULTS_DIR / f"data-feed-{report['machine']['slug']}.json"

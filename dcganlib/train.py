@@ -151,7 +151,7 @@ class Trainer:
         self.generator.train()
         self.discriminator.train()
         started = last_save = time.monotonic()
-        batches = self.loader.epoch(self.epoch, start_batch=self.batch_in_epoch)
+        batches = self.loader.epoch(self.epoch, start_batch=self.batch_in_epoch, recycle=True)  # each used up at once
         with self._history.progress(batches, total=len(self.loader), done=self.batch_in_epoch,
                                     title=f"epoch {self.epoch + 1}/{target}", shown=self.progress) as bar:
             for real in bar:

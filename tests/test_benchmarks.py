@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcganlib import data
+from dcganlib import checkpoint, data
 from dcganlib.config import Config
 from dcganlib.metrics import mnist_5k_split
 from dcganlib.train import Trainer
+from tools.photos import write_faces
 
 pytestmark = pytest.mark.slow
 
@@ -258,3 +259,31 @@ def test_the_data_feed_benchmark_measures_both_feeds_preparing_loading_and_a_rer
     text = data_feed.markdown({"machine": {"cpu": "test cpu", "cores": 2, "torch": torch.__version__},
                                "result": result})
     assert "| feed ratio |" in text and "300 JPEGs of 178 x 218 px" in text
+
+
+EXAMPLES_STAND_IN = """
+import argparse, json, pathlib
+parser = argparse.ArgumentParser()
+for flag in ("--dataset", "--dataroot", "--imageSize", "--batchSize", "--niter", "--manualSeed", "--outf"):
+    parser.add_argument(flag)
+parser.add_argument("--accel", action="store_true")
+opt = parser.parse_args()
+pathlib.Path(opt.outf).mkdir()
+(pathlib.Path(opt.outf) / "options.json").write_text(json.dumps(vars(opt)))
+"""
+
+
+def test_the_end_to_end_comparison_runs_pytorch_examples_main_and_dcganlibs_cli_on_the_folder(tmp_path):
+    """pytorch/examples' main.py is not part of this repository: a stand-in records the options it is given."""
+    data_feed = importlib.import_module("benchmarks.data_feed")
+    faces = write_faces(tmp_path / "faces" / "all", 130).parent
+    stand_in = tmp_path / "main.py"
+    stand_in.write_text(EXAMPLES_STAND_IN)
+    result = data_feed.end_to_end(faces, tmp_path, stand_in, 1, torch.device("cpu"))
+    options = json.loads((tmp_path / "examples-out" / "options.json").read_text())
+    assert options == {"dataset": "folder", "dataroot": str(faces), "imageSize": "64", "batchSize": "128",
+                       "niter": "1", "manualSeed": "0", "outf": str(tmp_path / "examples-out"), "accel": False}
+    saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "end-to-end-run"))
+    assert saved["epoch"] == 1 and saved["config"]["preset"] == "celeba64" and saved["config"]["channels"] == 3
+    assert len(list((tmp_path / "end-to-end-data" / "prepared").glob("*-64px-rgb.npy"))) == 1
+    assert result["ratio"] == result["seconds"]["examples"] / result["seconds"]["dcganlib"] > 0

@@ -221,6 +221,21 @@ def test_batch_loader_resume_mid_epoch():
         loader.epoch(2, start_batch=len(loader) + 1)
 
 
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_recycled_batches_are_the_same_batches_in_two_alternating_buffers(memory_format):
+    loader = BatchLoader(_indexed(23, channels=3), 4, seed=5, drop_last=False, memory_format=memory_format)
+    fresh = list(loader.epoch(1))
+    live = []
+    for number, batch in enumerate(loader.epoch(1, recycle=True)):
+        assert batch.is_contiguous(memory_format=memory_format) and torch.equal(batch, fresh[number])
+        if live:
+            assert torch.equal(live[-1], fresh[number - 1])  # the batch before is still intact
+        live.append(batch)
+    pointers = [batch.data_ptr() for batch in live[:-1]]  # the short last batch is a fresh tensor
+    assert len(set(pointers)) == 2 and pointers[0] == pointers[2] != pointers[1]
+    assert torch.equal(live[0], fresh[4])  # batches 0, 2 and 4 of the five full ones took turns in one buffer
+
+
 def test_batch_loader_forever_runs_epoch_after_epoch():
     loader = BatchLoader(_indexed(23), 4, seed=3)
     endless = [_ids(b) for b in itertools.islice(loader.forever(), 2 * len(loader) + 1)]
