@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import psutil
@@ -45,6 +46,7 @@ CHUNK = 256  # images a worker decodes per task: big enough to amortise the hand
 IMAGES_PER_WORKER = 256  # a second process pays only from this many images on
 READ_BYTES = 64 * 2**20  # the array is read (and checksummed) in pieces of this size
 STALE_SECONDS = 3600  # another machine's temp file untouched this long belongs to a preparation that died
+T = TypeVar("T")
 
 
 @dataclass
@@ -210,16 +212,9 @@ class PreparedStore:
                  f"{'RGB' if channels == 3 else 'grey'} on {workers} process{'es' if workers > 1 else ''}, "
                  f"into {self.array}.")
         started = time.monotonic()
-        temp = self.array.with_name(f".{self.array.name}.{host_name()}.{os.getpid()}.tmp")
-        try:
-            kept, checksum = self._write(temp, source, files, image_size, channels, workers)
-            if not kept:
-                raise DatasetUnavailableError(f"none of the {len(files)} image files in {source.path} could be "
-                                              "read; check that they are real images")
-            self.manifest.unlink(missing_ok=True)  # no manifest vouches for an array it was not made for
-            temp.replace(self.array)
-        finally:
-            temp.unlink(missing_ok=True)
+        self.manifest.unlink(missing_ok=True)  # no manifest may vouch for an array it was not made for
+        kept, checksum = _written(self.array, lambda file: self._write(file, source, files, image_size, channels,
+                                                                       workers))
         if skipped := [file.name for file in set(files) - set(kept)]:
             warnings.warn(f"skipped {len(skipped)} unreadable image files of {len(files)} in {source.path} "
                           f"({', '.join(sorted(skipped)[:3])}{', ...' if len(skipped) > 3 else ''})", stacklevel=3)
@@ -231,7 +226,7 @@ class PreparedStore:
                     "class_names": list(class_names),
                     "labels": [index[file.folder] for file in kept] if labelled else None,
                     "seconds": round(time.monotonic() - started, 1)}
-        _write_atomically(self.manifest, json.dumps(manifest).encode())
+        _written(self.manifest, lambda file: file.write(json.dumps(manifest).encode()))
         self.log(f"Prepared {len(kept):,} images in {manifest['seconds']:.1f} s; later runs load them from "
                  f"{self.array}.")
         prepared = self.load(fingerprint, image_size, channels, labelled, announce=False)
@@ -240,43 +235,38 @@ class PreparedStore:
                                           "disk, or set data_root to another folder")
         return prepared
 
-    def _write(self, temp: Path, source: ImageSource, files: list[ImageFile], image_size: int, channels: int,
+    def _write(self, file: BinaryIO, source: ImageSource, files: list[ImageFile], image_size: int, channels: int,
                workers: int) -> tuple[list[ImageFile], str]:
-        """Decode into `temp`; returns the files kept (in order) and the checksum of the array's bytes."""
+        """Decode `files` into the array `file`; returns the files kept (in order) and the checksum of its data."""
         planned = _header((len(files), channels, image_size, image_size))
         kept, checksum = [], 0
-        try:
-            with temp.open("wb") as file, tqdm(total=len(files), unit="img", desc="preparing") as bar:
-                file.write(planned)
-                for chunk, (arrays, failed) in _decoded_chunks(source, files, image_size, channels, workers):
-                    data = arrays.tobytes()
-                    file.write(data)
-                    checksum = zlib.crc32(data, checksum)
-                    kept += [image for position, image in enumerate(chunk) if position not in failed]
-                    bar.update(len(chunk))
-                final = _header((len(kept), channels, image_size, image_size))
-                if len(final) != len(planned):  # np.lib.format pads every header to 64 bytes: always equal
-                    raise ValueError("the array header changed length")
-                file.seek(0)
-                file.write(final)
-                file.flush()
-                os.fsync(file.fileno())
-        except OSError as error:
-            if error.errno == errno.ENOSPC:
-                raise DatasetUnavailableError(f"the disk holding {temp.parent} is full: free some space, or set "
-                                              "data_root to a folder with room for the prepared images") from error
-            raise DatasetUnavailableError(f"cannot write {temp.parent} ({error.strerror or error}); check the "
-                                          "folder, or set data_root to a writable one") from error
+        with tqdm(total=len(files), unit="img", desc="preparing") as bar:
+            file.write(planned)
+            for chunk, (arrays, failed) in _decoded_chunks(source, files, image_size, channels, workers):
+                data = arrays.tobytes()
+                file.write(data)
+                checksum = zlib.crc32(data, checksum)
+                kept += [image for position, image in enumerate(chunk) if position not in failed]
+                bar.update(len(chunk))
+        if not kept:
+            raise DatasetUnavailableError(f"none of the {len(files)} image files in {source.path} could be read; "
+                                          "check that they are real images")
+        final = _header((len(kept), channels, image_size, image_size))
+        if len(final) != len(planned):  # np.lib.format pads every header to 64 bytes: always equal
+            raise ValueError("the array header changed length")
+        file.seek(0)
+        file.write(final)
         return kept, f"{checksum:08x}"
 
     def _remove_stale_temp_files(self) -> None:
         """Temp files of preparations that died: a process of this machine that is gone, or an old file."""
-        for temp in self.array.parent.glob(f".{self.array.name}.*.tmp"):
-            host, _, pid = temp.name.removeprefix(f".{self.array.name}.").removesuffix(".tmp").rpartition(".")
-            dead = host == host_name() and pid.isdigit() and not psutil.pid_exists(int(pid))
-            with contextlib.suppress(FileNotFoundError):  # another process removed it meanwhile
-                if dead or time.time() - temp.stat().st_mtime > STALE_SECONDS:
-                    temp.unlink()
+        for name in (self.array.name, self.manifest.name):
+            for temp in self.array.parent.glob(f".{name}.*.tmp"):
+                host, _, pid = temp.name.removeprefix(f".{name}.").removesuffix(".tmp").rpartition(".")
+                dead = host == host_name() and pid.isdigit() and not psutil.pid_exists(int(pid))
+                with contextlib.suppress(FileNotFoundError):  # another process removed it meanwhile
+                    if dead or time.time() - temp.stat().st_mtime > STALE_SECONDS:
+                        temp.unlink()
 
 
 def _check_space(folder: Path, needed: int) -> None:
@@ -289,13 +279,22 @@ def _check_space(folder: Path, needed: int) -> None:
                                       f"{free / 2**20:,.0f} MiB free: free some space, or set data_root elsewhere")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _written(path: Path, write: Callable[[BinaryIO], T]) -> T:
+    """`write` run on a temp file beside `path` (named after this machine and process), which is then synced and
+    renamed into place; returns what `write` returned. A failed write leaves neither a temp file nor a new `path`."""
+    temp = path.with_name(f".{path.name}.{host_name()}.{os.getpid()}.tmp")
     try:
         with temp.open("wb") as file:
-            file.write(data)
+            result = write(file)
             file.flush()
             os.fsync(file.fileno())
         temp.replace(path)
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise DatasetUnavailableError(f"the disk holding {path.parent} is full: free some space, or set "
+                                          "data_root to a folder with room for the prepared images") from error
+        raise DatasetUnavailableError(f"cannot write {path} ({error.strerror or error}); check the folder, or set "
+                                      "data_root to a writable one") from error
     finally:
         temp.unlink(missing_ok=True)
+    return result
