@@ -1,4 +1,4 @@
-"""Image files decoded once into one uint8 array on disk, which any later process loads in seconds.
+"""Image files decoded once into one uint8 array on disk, which any later process reads back instead of decoding.
 
     <data root>/prepared/
         folder-faces-1a2b3c4d-64px-rgb.npy     the images, (N, C, S, S) uint8: np.load reads it, memory-mapped or not
