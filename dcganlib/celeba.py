@@ -28,15 +28,22 @@ def zip_path(root: Path) -> Path:
     return root / "celeba" / ZIP_NAME
 
 
-def celeba_source(root: Path, download: bool, log: Callable[[str], None] = print) -> ImageSource:
-    """CelebA's images: the zip under `root` (downloaded first when missing and `download`), a folder extracted by
-    hand beside it, or Kaggle's copy when Google Drive refuses the download."""
+def local_path(root: Path) -> Path | None:
+    """Where CelebA's images already lie under `root`: the zip, or a folder extracted by hand beside it; None when
+    neither is there."""
     path = zip_path(root)
-    if path.is_file():
-        check_zip(path)
-        return ImageSource(path)
-    if (extracted := path.parent / "img_align_celeba").is_dir():
-        return ImageSource(extracted)
+    extracted = path.parent / "img_align_celeba"
+    return path if path.is_file() else extracted if extracted.is_dir() else None
+
+
+def celeba_source(root: Path, download: bool, log: Callable[[str], None] = print) -> ImageSource:
+    """CelebA's images: the zip under `root` (checked before it is opened; downloaded first when missing and
+    `download`), a folder extracted by hand beside it, or Kaggle's copy when Google Drive refuses the download."""
+    if (found := local_path(root)) is not None:
+        if found.is_file():
+            check_zip(found)
+        return ImageSource(found)
+    path = zip_path(root)
     if not download:
         raise DatasetUnavailableError(f"CelebA is not at {path} and download=False; {_by_hand(path)}")
     path.parent.mkdir(parents=True, exist_ok=True)

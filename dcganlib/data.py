@@ -122,13 +122,8 @@ def image_source(name: str, root: str | Path | None = None) -> ImageSource | Non
     fetched from Kaggle onto a runtime that has since been replaced, say); nothing is downloaded."""
     if name.startswith(FOLDER_PREFIX):
         return ImageSource(name.removeprefix(FOLDER_PREFIX))
-    if name != "celeba":
-        return None
-    zip_path = celeba.zip_path(colab.data_directory(root))
-    for path in (zip_path, zip_path.parent / "img_align_celeba"):
-        if path.exists():
-            return ImageSource(path)
-    return None
+    found = celeba.local_path(colab.data_directory(root)) if name == "celeba" else None
+    return ImageSource(found) if found is not None else None
 
 
 def load_dataset(
