@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-fast lint docs docs-publish bench gpu-check figs pretrained pretrained-conditional mutate clean
+.PHONY: setup demo test test-fast test-floors lint docs docs-publish bench gpu-check figs pretrained pretrained-conditional mutate clean
 
 setup: $(STAMP)
 
@@ -13,7 +13,15 @@ setup: $(STAMP)
 # package versions (tests/colab_versions.txt); a CUDA build of torch from PyPI, about 5 GB, running on the CPU.
 COLAB_ENV := $(VENV)/colab
 $(COLAB_ENV)/.installed: tests/colab_versions.txt tools/colab_env.sh
-	bash tools/colab_env.sh $(COLAB_ENV) $(PYTHON) tests/colab_versions.txt
+	bash tools/colab_env.sh $(COLAB_ENV) 3.13 $(PYTHON) -r tests/colab_versions.txt
+	touch $@
+
+# The oldest Colab runtime version supported, 2026.04 (tests/colab_oldest_versions.txt): its Python, 3.12, and its
+# versions of dcganlib's dependencies, which are dcganlib's floors; the fast tier runs there too. Another CUDA build
+# of torch from PyPI, about 5 GB.
+FLOORS_ENV := $(VENV)/floors
+$(FLOORS_ENV)/.installed: tests/colab_oldest_versions.txt pyproject.toml tools/colab_env.sh
+	bash tools/colab_env.sh $(FLOORS_ENV) 3.12 $(PYTHON) -c tests/colab_oldest_versions.txt -e ".[test]"
 	touch $@
 
 # Reinstalled only when the dependency lists change; constraints.txt pins the CPU torch/torchvision pair.
@@ -36,14 +44,19 @@ lint: $(STAMP)
 	$(BIN)/python tools/set_repo_url.py --check
 
 # The browser test needs Debian's Chromium (installed once, as root, as CI runs).
-test: $(STAMP) $(COLAB_ENV)/.installed lint
+test: $(STAMP) $(COLAB_ENV)/.installed $(FLOORS_ENV)/.installed lint
 	bash tools/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest
+	$(FLOORS_ENV)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider
 
 # The fast tier for a developer's loop: everything but the browser, the notebooks, the Colab journey, torchrun, the
 # killed-process tests and the benchmarks (pytest -m "not slow").
 test-fast: $(STAMP) lint
 	$(BIN)/python -m pytest -m "not slow" -q
+
+# The fast tier on the oldest Colab runtime version supported (`make test` runs it too).
+test-floors: $(FLOORS_ENV)/.installed
+	$(FLOORS_ENV)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider
 
 # The docs site (tools/build_docs.py): README, docs/, the API reference and the notebooks executed with their
 # outputs, built strictly into site/. `make test` builds it too (tests/test_docs.py).

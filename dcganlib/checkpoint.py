@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import re
-import time
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
-from . import colab
+from . import colab, storage
 from ._version import REPO_URL, __version__
 from .config import Config, resume_config
 from .runs import RunDir
@@ -21,10 +19,6 @@ from .runs import RunDir
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("epoch", "generator", "discriminator", "opt_g", "opt_d", "config", "history")
 
-_TMP_MARK = ".tmp-"
-# Temp files left by a process killed mid-save are deleted by a later save_checkpoint, but only if they were
-# last written before this module was imported: a newer one may belong to a save still running elsewhere.
-_STARTED_AT = time.time()
 _trash_notice_given = False  # whether this process has said where checkpoints pruned from Google Drive go
 # A subset of what torch.load(weights_only=True) accepts. Types are matched exactly: subclasses such as
 # numpy.float64, IntEnum or namedtuple pickle as their own class and would make the file unloadable.
@@ -37,41 +31,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or read; the message names the file and what to do."""
 
 
-def save_atomic(obj: object, path: str | os.PathLike) -> Path:
-    """Write `obj` with torch.save so that `path` holds either the old file or the complete new one."""
+def save_atomic(obj: object, path: str | os.PathLike, run: RunDir | None = None) -> Path:
+    """Write `obj` with torch.save so that `path` holds either the old file or the complete new one; returns where it
+    went. A file of `run` goes through run.write (kept on the runtime's disk while Drive is away)."""
     path = Path(path)
-    # Same folder as the target, so os.replace is a rename on one filesystem, never a copy.
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
     try:
-        with tmp.open("wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)  # os.replace: atomic, and overwrites on Windows too
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise CheckpointError(
-                f"Could not write checkpoint {path}: {exc.strerror or exc}. Free some disk space or choose a "
-                "writable run directory; any earlier file at that path is unchanged."
-            ) from exc
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself survive a power cut. Windows cannot open folders, and some network/FUSE
-    # mounts (Google Drive) refuse directory fsync; the file data is already synced, so skip quietly.
-    if os.name == "nt":
-        return
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if run is not None:
+            return run.write(path, lambda file: torch.save(obj, file))
+        storage.write_atomic(path, lambda file: torch.save(obj, file))
+        return path
+    except OSError as exc:
+        raise CheckpointError(
+            f"Could not write checkpoint {path}: {exc.strerror or exc}. Free some disk space or choose a writable run "
+            "directory; any earlier file at that path is unchanged."
+        ) from exc
 
 
 def _check_plain(value: object, where: str) -> None:
@@ -100,16 +73,9 @@ def save_checkpoint(state: dict, run_dir: str | os.PathLike, *, keep: int = 3, b
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     payload = _payload(state)
-    run = RunDir(run_dir)
+    run = RunDir.of(run_dir)
     path = run.best if best else run.checkpoint(state["epoch"], state.get("batch_in_epoch", 0))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CheckpointError(
-            f"Could not create checkpoint folder {path.parent}: {exc.strerror or exc}. "
-            "Choose a writable run directory."
-        ) from exc
-    written = save_atomic(payload, path)
+    written = save_atomic(payload, path, run)
     if not best:
         _prune(run, written, keep)
     return written
@@ -129,7 +95,6 @@ def _prune(run: RunDir, written: Path, keep: int) -> None:
     # The save already succeeded, so a file that cannot be deleted is only worth a warning.
     global _trash_notice_given
     stale = [p for p in run.checkpoints()[:-keep] if p != written]
-    stale += [p for p in run.checkpoint_dir.glob(f".*{_TMP_MARK}*") if _older_than_process(p)]
     pruned = 0
     for p in stale:
         try:
@@ -144,13 +109,6 @@ def _prune(run: RunDir, written: Path, keep: int) -> None:
         # Said once per process: Drive moves deleted files to its Trash, where they still count against the quota.
         warnings.warn(colab.trash_notice(pruned), stacklevel=3)
         _trash_notice_given = True
-
-
-def _older_than_process(path: Path) -> bool:
-    try:
-        return path.stat().st_mtime < _STARTED_AT
-    except OSError:
-        return False
 
 
 _RESUME_ADVICE = "Delete or move it and resume from an earlier checkpoint, or start the run afresh."
@@ -216,7 +174,7 @@ def _torch_load(path: Path, map_location: str | torch.device, what: str, advice:
 
 
 def _search(run_dir: str | os.PathLike, map_location: str | torch.device) -> tuple[dict, Path] | None:
-    # Temp files start with "." and end in ".tmp-<pid>", so RunDir.checkpoints never lists them.
+    # Temp files start with "." and end in ".tmp", so RunDir.checkpoints never lists them.
     for path in reversed(RunDir.open(run_dir).checkpoints()):
         try:
             return load_checkpoint(path, map_location), path

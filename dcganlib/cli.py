@@ -60,7 +60,7 @@ def _train(args) -> None:
     paths = viz.write_report(trainer.run, trainer.history, trainer.sampling_generator, trainer.fixed_noise,
                              nrow=trainer.grid_columns, labels=trainer.fixed_labels)
     # The newest checkpoint is the one holding the trainer's state: named from it, not searched for and loaded.
-    newest = trainer.run.checkpoint(trainer.epoch, trainer.batch_in_epoch)
+    newest = trainer.run.located(trainer.run.checkpoint(trainer.epoch, trainer.batch_in_epoch))
     print(f"Trained to epoch {trainer.epoch} in {time.monotonic() - started:.0f} s. Wrote:")
     for path in [*paths.values(), newest]:
         print(f"  {path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 # Colab's working folder. The variable exists for the runtime simulator in the tests, which puts it in a temp dir.
@@ -15,7 +16,12 @@ COLAB_LOCAL_RUNS = CONTENT / "runs"
 # TensorBoard rewrites its event files constantly, which Drive syncs badly: on Colab they stay on the VM's disk.
 COLAB_TENSORBOARD = CONTENT / "tensorboard"
 LOCAL_DATA = Path("data")  # the data root off Colab
+# Where a run's files wait on the runtime's disk while Drive is away, mirroring their paths under the mount point.
+DRIVE_PENDING = CONTENT / "drive-pending"
+REMOUNT_EVERY_S = 300  # a dropped Drive is remounted at most this often (each try may wait for a permission prompt)
+REMOUNT_TIMEOUT_S = 60
 DRIVE_TRASH_URL = "https://drive.google.com/drive/trash"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 class DriveUnavailableError(RuntimeError):
@@ -30,24 +36,62 @@ def in_colab() -> bool:
         return False
 
 
+_is_mount = os.path.ismount  # the tests' stand-in for Colab replaces it, as it cannot mount anything
+_last_remount: float | None = None  # when this process last tried to remount Drive
+
+
+def drive_mounted() -> bool:
+    """True while Drive is mounted at its mount point and answers: a live mount, not a folder that merely exists
+    (after an unmount) or a mount that dropped out ("Transport endpoint is not connected")."""
+    try:
+        return _is_mount(DRIVE_MOUNT_POINT) and (DRIVE_MOUNT_POINT / "MyDrive").is_dir()
+    except OSError:
+        return False
+
+
 def mount_drive() -> Path:
     """Mount Google Drive (asks for permission once per runtime) and return MyDrive."""
     my_drive = DRIVE_MOUNT_POINT / "MyDrive"
-    if my_drive.is_dir():
-        return my_drive
+    if not drive_mounted():
+        _mount()
+    if not drive_mounted():
+        raise DriveUnavailableError(f"Drive was mounted but {my_drive} is missing; remount with force_remount=True.")
+    return my_drive
+
+
+def _mount(**options) -> None:
     try:
         from google.colab import drive
 
-        drive.mount(str(DRIVE_MOUNT_POINT))
+        drive.mount(str(DRIVE_MOUNT_POINT), **options)
     except Exception as error:  # the Colab API raises plain exceptions (ValueError, MessageError, timeouts)
         raise DriveUnavailableError(
-            f"Google Drive could not be mounted ({error}). Re-run the cell and accept the Drive permission "
-            "prompt, or call run_directory(name, local=True) to train into /content/runs, which is deleted "
+            f"Google Drive could not be mounted ({error}). Re-run the cell and accept the Drive permission prompt; "
+            "a time-out (Drive slow to answer, often when MyDrive's top folder holds many files) usually passes on "
+            "a second try. Or call run_directory(name, local=True) to train into /content/runs, which is deleted "
             "when the runtime disconnects."
         ) from error
-    if not my_drive.is_dir():
-        raise DriveUnavailableError(f"Drive was mounted but {my_drive} is missing; remount with force_remount=True.")
-    return my_drive
+
+
+def reconnect_drive() -> bool:
+    """Whether Drive is mounted now, after remounting it when it dropped out: in Colab, at most every
+    REMOUNT_EVERY_S seconds, each try given REMOUNT_TIMEOUT_S to answer."""
+    global _last_remount
+    if drive_mounted():
+        return True
+    if not in_colab() or (_last_remount is not None and time.monotonic() - _last_remount < REMOUNT_EVERY_S):
+        return False
+    _last_remount = time.monotonic()
+    try:
+        _mount(force_remount=True, timeout_ms=REMOUNT_TIMEOUT_S * 1000)
+    except DriveUnavailableError:
+        return False
+    return drive_mounted()
+
+
+def pending_path(path: str | os.PathLike) -> Path:
+    """Where a file for `path` on Drive waits on the runtime's disk while Drive is away."""
+    return DRIVE_PENDING / Path(path).absolute().relative_to(DRIVE_MOUNT_POINT.absolute())
 
 
 def on_drive(path: str | os.PathLike) -> bool:
@@ -79,7 +123,7 @@ def flush_drive() -> bool:
     Drive uploads lag the runtime: a file saved a moment before a disconnect may never arrive.
     `drive.flush_and_unmount()` is Colab's documented way to wait for the uploads.
     """
-    if not (in_colab() and (DRIVE_MOUNT_POINT / "MyDrive").is_dir()):
+    if not (in_colab() and drive_mounted()):
         print("Nothing to flush: Google Drive is not mounted in this runtime.")
         return False
     from google.colab import drive
@@ -126,3 +170,14 @@ def enable_widget_manager(ipywidgets_version: str) -> bool:
 
     output.enable_custom_widget_manager()
     return True
+
+
+def widget_metadata() -> dict:
+    """Display metadata that points Colab's custom widget manager (ipywidgets 8) at its script, as ipywidgets' own
+    widgets get it once the manager is on; {} elsewhere, and before the manager is switched on."""
+    if not in_colab():
+        return {}
+    from google.colab import output
+
+    url = getattr(getattr(output, "_widgets", None), "_installed_url", None)
+    return {WIDGET_VIEW: {"colab": {"custom_widget_manager": {"url": url}}}} if url else {}

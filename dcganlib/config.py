@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from . import storage
 from .augment import AUGMENTATIONS
 from .catalog import DATASETS, FOLDER_PREFIX, class_names, no_classes_message
 from .losses import LOSSES as LOSS_TABLE
@@ -296,11 +297,14 @@ class Config:
             raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
         return cls(**data)
 
+    def to_yaml(self) -> str:
+        """The config as YAML text, fields in their order."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def save_yaml(self, path) -> Path:
-        """Write the config as YAML."""
+        """Write the config as YAML (whole, through storage.write_atomic)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        storage.write_atomic(path, lambda file: file.write(self.to_yaml().encode()))
         return path
 
     @classmethod

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
+
+from . import storage
 
 
 def _check_grid(images: Tensor, nrow: int) -> None:
@@ -19,10 +22,15 @@ def image_grid(images: Tensor, nrow: int = 8) -> Tensor:
     return make_grid(images.detach().cpu(), nrow=nrow, normalize=True, value_range=(-1, 1))
 
 
+def write_grid(images: Tensor, file: BinaryIO, nrow: int = 8) -> None:
+    """Write generator images in [-1, 1] to `file` as one PNG grid."""
+    _check_grid(images, nrow)
+    save_image(images.detach().cpu(), file, format="png", nrow=nrow, normalize=True, value_range=(-1, 1))
+
+
 def save_grid(images: Tensor, path: str | Path, nrow: int = 8) -> Path:
-    """Save generator images in [-1, 1] as one PNG grid; returns the path."""
+    """Save generator images in [-1, 1] as one PNG grid (whole, through storage.write_atomic); returns the path."""
     _check_grid(images, nrow)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.detach().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1))
+    storage.write_atomic(path, lambda file: write_grid(images, file, nrow))
     return path

@@ -8,7 +8,9 @@
 Preparing decodes every image on all cores (PIL with JPEG draft scaling, EXIF orientation applied, grey, CMYK,
 palette and transparent images converted; unreadable files skipped and counted), writes the array to a temp file
 and renames it into place, then writes the manifest the same way. Loading checks the manifest, the file's length and
-its checksum: a changed source, another format version or a damaged file is rebuilt, never used.
+its checksum: a changed source, another format version or a damaged file is rebuilt, never used. A data root on
+Google Drive is prepared on the runtime's disk and then copied onto Drive whole (retried, storage.copy_atomic); if
+Drive does not take it, this runtime trains from the local copy.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import torch
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
-from .runs import host_name
+from . import colab, storage
 from .sources import DatasetUnavailableError, ImageFile, ImageSource
 
 FORMAT_VERSION = 1
@@ -45,7 +47,6 @@ FOLDER = "prepared"
 CHUNK = 256  # images a worker decodes per task: big enough to amortise the hand-over, small enough to stream
 IMAGES_PER_WORKER = 256  # a second process pays only from this many images on
 READ_BYTES = 64 * 2**20  # the array is read (and checksummed) in pieces of this size
-STALE_SECONDS = 3600  # another machine's temp file untouched this long belongs to a preparation that died
 T = TypeVar("T")
 
 
@@ -147,6 +148,9 @@ class PreparedStore:
         try:
             manifest = json.loads(self.manifest.read_text())
         except FileNotFoundError:
+            staged = self._staging()
+            if staged is not self and staged.manifest.exists():  # Drive did not take it earlier in this runtime
+                return staged.load(fingerprint, image_size, channels, labelled, announce)
             return None
         except (OSError, ValueError) as error:
             return self._unusable(f"its manifest cannot be read ({error})")
@@ -202,19 +206,22 @@ class PreparedStore:
               *, workers: int | None = None) -> PreparedImages:
         """Decode every image of `source` once and store the array and its manifest; returns the images."""
         files = [file for file in source.files if file.folder is not None] if labelled else source.files
-        self.array.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temp_files()
+        staged = self._staging()
+        storage.ensure_folder(staged.array.parent)
+        for folder in {staged.array.parent, self.array.parent}:  # a killed preparation's or copy's temp files
+            storage.remove_stale_temp_files(folder)
         image_bytes = channels * image_size * image_size
-        _check_space(self.array.parent, len(_header((len(files), channels, image_size, image_size)))
+        _check_space(staged.array.parent, len(_header((len(files), channels, image_size, image_size)))
                      + len(files) * image_bytes)
         workers = workers or _worker_count(len(files))
         self.log(f"Preparing {source.path} once: {len(files):,} images to {image_size} px "
                  f"{'RGB' if channels == 3 else 'grey'} on {workers} process{'es' if workers > 1 else ''}, "
                  f"into {self.array}.")
         started = time.monotonic()
-        self.manifest.unlink(missing_ok=True)  # no manifest may vouch for an array it was not made for
-        kept, checksum = _written(self.array, lambda file: self._write(file, source, files, image_size, channels,
-                                                                       workers))
+        with contextlib.suppress(OSError):  # no manifest may vouch for an array it was not made for
+            self.manifest.unlink(missing_ok=True)
+        kept, checksum = _written(staged.array, lambda file: self._write(file, source, files, image_size, channels,
+                                                                         workers))
         if skipped := [file.name for file in set(files) - set(kept)]:
             warnings.warn(f"skipped {len(skipped)} unreadable image files of {len(files)} in {source.path} "
                           f"({', '.join(sorted(skipped)[:3])}{', ...' if len(skipped) > 3 else ''})", stacklevel=3)
@@ -226,14 +233,37 @@ class PreparedStore:
                     "class_names": list(class_names),
                     "labels": [index[file.folder] for file in kept] if labelled else None,
                     "seconds": round(time.monotonic() - started, 1)}
-        _written(self.manifest, lambda file: file.write(json.dumps(manifest).encode()))
+        _written(staged.manifest, lambda file: file.write(json.dumps(manifest).encode()))
+        home = self._publish(staged)
         self.log(f"Prepared {len(kept):,} images in {manifest['seconds']:.1f} s; later runs load them from "
-                 f"{self.array}.")
-        prepared = self.load(fingerprint, image_size, channels, labelled, announce=False)
+                 f"{home.array}.")
+        prepared = home.load(fingerprint, image_size, channels, labelled, announce=False)
         if prepared is None:
-            raise DatasetUnavailableError(f"{self.array} could not be read back after it was written; check the "
+            raise DatasetUnavailableError(f"{home.array} could not be read back after it was written; check the "
                                           "disk, or set data_root to another folder")
         return prepared
+
+    def _staging(self) -> PreparedStore:
+        """Where the array is written first: on the runtime's disk when the data root lies on Drive, else here."""
+        if not colab.on_drive(self.array):
+            return self
+        return PreparedStore(colab.pending_path(self.array.parent), self.array.stem, self.log)
+
+    def _publish(self, staged: PreparedStore) -> PreparedStore:
+        """Copy a staged array and then its manifest onto Drive, and return where the prepared data now is."""
+        if staged is self:
+            return self
+        self.log(f"Copying the prepared data onto Drive ({staged.array.stat().st_size / 2**20:,.0f} MiB).")
+        try:
+            storage.copy_atomic(staged.array, self.array)  # the array first: no manifest vouches for a missing one
+            storage.copy_atomic(staged.manifest, self.manifest)
+        except OSError as error:
+            self.log(f"Google Drive did not take the prepared data ({error.strerror or error}): this runtime trains "
+                     f"from {staged.array}, and a later runtime prepares it again.")
+            return staged
+        staged.array.unlink()
+        staged.manifest.unlink()
+        return self
 
     def _write(self, file: BinaryIO, source: ImageSource, files: list[ImageFile], image_size: int, channels: int,
                workers: int) -> tuple[list[ImageFile], str]:
@@ -258,17 +288,6 @@ class PreparedStore:
         file.write(final)
         return kept, f"{checksum:08x}"
 
-    def _remove_stale_temp_files(self) -> None:
-        """Temp files of preparations that died: a process of this machine that is gone, or an old file."""
-        for name in (self.array.name, self.manifest.name):
-            for temp in self.array.parent.glob(f".{name}.*.tmp"):
-                host, _, pid = temp.name.removeprefix(f".{name}.").removesuffix(".tmp").rpartition(".")
-                dead = host == host_name() and pid.isdigit() and not psutil.pid_exists(int(pid))
-                with contextlib.suppress(FileNotFoundError):  # another process removed it meanwhile
-                    if dead or time.time() - temp.stat().st_mtime > STALE_SECONDS:
-                        temp.unlink()
-
-
 def _check_space(folder: Path, needed: int) -> None:
     """Refuse at once when the folder's disk has too little room; a disk that reports no size at all (some network
     mounts) is left to the write itself."""
@@ -280,21 +299,13 @@ def _check_space(folder: Path, needed: int) -> None:
 
 
 def _written(path: Path, write: Callable[[BinaryIO], T]) -> T:
-    """`write` run on a temp file beside `path` (named after this machine and process), which is then synced and
-    renamed into place; returns what `write` returned. A failed write leaves neither a temp file nor a new `path`."""
-    temp = path.with_name(f".{path.name}.{host_name()}.{os.getpid()}.tmp")
+    """`write` run on a temp file beside `path`, which is then synced and renamed into place (storage.write_atomic);
+    returns what `write` returned. A failed write leaves neither a temp file nor a new `path`."""
     try:
-        with temp.open("wb") as file:
-            result = write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        temp.replace(path)
+        return storage.write_atomic(path, write)
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise DatasetUnavailableError(f"the disk holding {path.parent} is full: free some space, or set "
                                           "data_root to a folder with room for the prepared images") from error
         raise DatasetUnavailableError(f"cannot write {path} ({error.strerror or error}); check the folder, or set "
                                       "data_root to a writable one") from error
-    finally:
-        temp.unlink(missing_ok=True)
-    return result

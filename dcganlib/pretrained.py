@@ -20,7 +20,10 @@ def export_generator(run_dir, path=None) -> Path:
                 "epoch": state["epoch"], "source": source.name, "format_version": checkpoint.FORMAT_VERSION}
     if state.get("class_names"):  # a conditional generator keeps the names of its classes
         exported["class_names"] = state["class_names"]
-    return checkpoint.save_atomic(exported, Path(path) if path else RunDir(run_dir).generator)
+    if path:
+        return checkpoint.save_atomic(exported, Path(path))
+    run = RunDir.of(run_dir)
+    return checkpoint.save_atomic(exported, run.generator, run)
 
 
 def load_generator(source=None, device="cpu") -> Generator:

@@ -11,7 +11,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision.transforms.functional import to_pil_image
 
-from .colab import enable_widget_manager
+from .colab import enable_widget_manager, widget_metadata
 from .directions import Direction, principal_directions
 from .latent import _method
 from .models import generate, make_noise
@@ -93,11 +93,12 @@ class LatentExplorer:
         self.image.value = _png_bytes(self.current_images()[0], self.image_size_px)
 
     # ipywidgets 8 widgets display through _repr_mimebundle_, 7.x ones (Colab's) through _ipython_display_:
-    # hand IPython whichever the installed version has, so the explorer shows as its widget under both.
+    # hand IPython whichever the installed version has, so the explorer shows as its widget under both. Under 8 on
+    # Colab, the metadata names the custom widget manager's script, without which Colab may not draw it.
     if hasattr(widgets.Widget, "_repr_mimebundle_"):
 
         def _repr_mimebundle_(self, **kwargs):
-            return self.widget._repr_mimebundle_(**kwargs)
+            return self.widget._repr_mimebundle_(**kwargs), widget_metadata()
 
     else:
 

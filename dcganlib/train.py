@@ -24,7 +24,7 @@ from .config import Config
 from .devices import autocast_dtype, pick_device
 from .evaluation import FidTracker
 from .history import SYNC_EVERY, History, TensorBoardLog
-from .images import save_grid
+from .images import write_grid
 from .losses import class_loss, discriminator_loss, generator_loss, gradient_penalty
 from .models import adversarial_logits, generate, make_noise
 from .seeds import TrainingStreams, stream_generator
@@ -65,11 +65,14 @@ class Trainer:
                  found: tuple[dict, Path] | None = None):
         # First: an unusable device fails before the run dir is touched.
         self.device, self.group = distributed.join(pick_device(device))
-        self.run = runs.RunDir.open(run_dir)
         self.log = log if self.group.is_main else _quiet
+        self.run = runs.RunDir.open(run_dir)
+        self.run.log = self.log
         self.progress = progress and self.group.is_main
         self._lock = runs.RunLock(self.run, log=self.log)
         self._on_main(self._lock.acquire)
+        if found is not None and not found[1].exists():  # it waited for Drive, and taking the lock moved it
+            found = None
         try:
             self.config, found = checkpoint.starting_point(self.run, config, resume, found)
             self._on_main(lambda: self.run.write_config(self.config))  # fails now, not after an epoch of training
@@ -346,7 +349,8 @@ class Trainer:
     def save_samples(self) -> Path:
         """The fixed-noise grid of the epoch just completed, as samples/epoch_NNNN.png."""
         self._lock.ensure_held()
-        return save_grid(self.sample(), self.run.frame(self.epoch), nrow=self.grid_columns)
+        images = self.sample()
+        return self.run.write(self.run.frame(self.epoch), lambda file: write_grid(images, file, self.grid_columns))
 
 
 def train(config: Config | None, run_dir, *, resume: bool = True, device=None, progress: bool = True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import imageio.v3 as iio
 import matplotlib.pyplot as plt
@@ -16,8 +17,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from . import storage
 from .directions import Direction, direction_sweeps
-from .images import image_grid, save_grid
+from .images import image_grid, write_grid
+from .images import save_grid as save_grid  # re-exported beside the plots
 from .models import generate
 from .runs import FRAME_GLOB, RunDir
 
@@ -60,11 +63,14 @@ def _finish(fig: Figure, path: str | Path | None) -> Figure:
     """Save when asked, then close: the figure is returned detached from pyplot."""
     if path is not None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=_DPI, bbox_inches="tight")
+        storage.write_atomic(path, lambda file: _save_figure(fig, file, path.suffix.lstrip(".") or "png"))
     # Closing stops long runs leaking figures, and a notebook cell ending with the call still shows it once.
     plt.close(fig)
     return fig
+
+
+def _save_figure(fig: Figure, file: BinaryIO, image_format: str = "png") -> None:
+    fig.savefig(file, format=image_format, dpi=_DPI, bbox_inches="tight")
 
 
 def _two_panels(history: dict, series: dict[str, str], ylabel: str) -> tuple[Figure, tuple[Axes, Axes]]:
@@ -135,18 +141,22 @@ def plot_metric(history: dict, key: str = "fid", path: str | Path | None = None,
 
 
 def make_gif(run_dir: str | Path, path: str | Path | None = None, fps: int = 4) -> Path:
-    """Animate a run's per-epoch sample grids into a looping GIF (default <run>/progress.gif)."""
+    """Animate a run's per-epoch sample grids into a looping GIF (default <run>/progress.gif); returns its path."""
     run = RunDir.open(run_dir)
     frames = run.frames()
     if not frames:
         raise FileNotFoundError(f"no {FRAME_GLOB} frames in {run.samples_dir}: training writes one sample grid per "
                                 "epoch there")
-    path = Path(path) if path is not None else run.progress_gif
-    path.parent.mkdir(parents=True, exist_ok=True)
     # mode="RGB" so grayscale and RGB frames stack alike; duration is milliseconds per frame, loop=0 forever.
     stack = np.stack([iio.imread(frame, mode="RGB") for frame in frames])
-    iio.imwrite(path, stack, extension=".gif", duration=1000 / fps, loop=0)
-    return path
+
+    def write(file: BinaryIO) -> None:
+        iio.imwrite(file, stack, extension=".gif", duration=1000 / fps, loop=0)
+
+    if path is None:
+        return run.write(run.progress_gif, write)
+    storage.write_atomic(Path(path), write)
+    return Path(path)
 
 
 def write_report(
@@ -154,12 +164,13 @@ def write_report(
     labels: Tensor | None = None,
 ) -> dict[str, Path]:
     """Write grid.png (from z, and `labels` for a conditional generator), losses.png, d_outputs.png and progress.gif
-    (when frames exist) into the run folder."""
+    (when frames exist) into the run folder; returns where each went."""
     run = RunDir.open(run_dir)
-    paths = {"grid": save_grid(generate(generator, z, labels), run.grid, nrow=nrow), "losses": run.losses,
-             "d_outputs": run.d_outputs}
-    plot_losses(history, paths["losses"])
-    plot_d_outputs(history, paths["d_outputs"])
+    images = generate(generator, z, labels)
+    losses, d_outputs = plot_losses(history), plot_d_outputs(history)
+    paths = {"grid": run.write(run.grid, lambda file: write_grid(images, file, nrow)),
+             "losses": run.write(run.losses, lambda file: _save_figure(losses, file)),
+             "d_outputs": run.write(run.d_outputs, lambda file: _save_figure(d_outputs, file))}
     if run.frames():
         paths["progress"] = make_gif(run)
     return paths

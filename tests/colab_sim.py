@@ -4,9 +4,9 @@ What is simulated is only what this machine cannot have: the `google.colab` modu
 stand-in whose Drive is a folder that outlives every runtime), Colab's /content (a temp folder, passed to dcganlib
 as DCGANLIB_COLAB_CONTENT), GitHub (git's `url.<base>.insteadOf` sends the set-up cell's clone of REPO_URL to a
 local repository made from this checkout, tagged with the release the notebooks install) and the new machine
-behind every new runtime (each kernel runs in a UTS namespace of its own, with the host name colab-vm-N). The rest
-is real: the notebooks' own set-up cell runs pip, pip clones and builds dcganlib, and the notebooks run in a
-Jupyter kernel.
+behind every new runtime (each kernel runs in UTS and mount namespaces of its own, with the host name colab-vm-N,
+where Drive's mount point is a real mount that a test can pull away). The rest is real: the notebooks' own set-up
+cell runs pip, pip clones and builds dcganlib, and the notebooks run in a Jupyter kernel.
 
 A runtime is a new virtual environment whose only packages are "Colab's preinstalled" ones: those of COLAB_ENV,
 which `make test` builds with Colab's Python (3.13, where this machine has it) and Colab's package versions
@@ -71,6 +71,7 @@ class ColabSimulator:
         self.drive = root / "drive-cloud"  # what Google keeps: survives every runtime
         self.drive.mkdir(parents=True)
         self.log = root / "colab-calls.log"
+        self.drive_down_flag = root / "drive-down"  # while it exists, Drive cannot be mounted
         self.repo = self._publish_checkout(root / "github")
         self.gitconfig = root / "gitconfig"
         self.gitconfig.write_text(f'[url "file://{self.repo}"]\n\tinsteadOf = {dcganlib.REPO_URL}\n')
@@ -106,12 +107,30 @@ class ColabSimulator:
         """The Python that the runtimes run, as `python --version` says it."""
         return _run_python(colab_python(), "import platform; print('Python', platform.python_version())")
 
-    def new_runtime(self) -> Runtime:
-        """A fresh runtime: empty /content (so no Drive mount), a new environment and kernel; Drive is kept."""
+    def new_runtime(self, older: dict[str, str] | None = None) -> Runtime:
+        """A fresh runtime: empty /content (so no Drive mount), a new environment and kernel; Drive is kept.
+
+        `older` gives packages the runtime has at older versions, as an older pinned runtime version would: each is
+        metadata only (enough for pip, which must refuse to upgrade it, and for importlib.metadata).
+        """
         shutil.rmtree(self.content, ignore_errors=True)
         self.content.mkdir()
         self.runtimes += 1
-        return Runtime(self, self.root / f"runtime-{self.runtimes}", f"colab-vm-{self.runtimes}")
+        runtime = Runtime(self, self.root / f"runtime-{self.runtimes}", f"colab-vm-{self.runtimes}")
+        for name, version in (older or {}).items():
+            info = runtime.site_packages / f"{name}-{version}.dist-info"
+            info.mkdir()
+            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+            (info / "INSTALLER").write_text("pip\n")
+        return runtime
+
+    def drive_goes_down(self) -> None:
+        """From now on Drive cannot be mounted (a mount already made stays until unmounted)."""
+        self.drive_down_flag.touch()
+
+    def drive_comes_back(self) -> None:
+        """Drive can be mounted again."""
+        self.drive_down_flag.unlink(missing_ok=True)
 
     def calls(self) -> list[str]:
         """What notebooks asked of the google.colab stand-in, in order."""
@@ -144,12 +163,14 @@ class Runtime:
         launch = (f'hostname {host} && echo $$ > "{self.pid_file}" && '
                   f'exec "{self.python}" -m ipykernel_launcher -f "$0"')
         env = {"PYTHONPATH": str(STAND_IN), "DCGANLIB_COLAB_CONTENT": str(sim.content),
-               "COLAB_SIM_DRIVE": str(sim.drive), "COLAB_SIM_LOG": str(sim.log),
+               "COLAB_SIM_DRIVE": str(sim.drive), "COLAB_SIM_LOG": str(sim.log), "COLAB_SIM_REAL_MOUNTS": "1",
+               "COLAB_SIM_DRIVE_DOWN": str(sim.drive_down_flag),
                "GIT_CONFIG_GLOBAL": str(sim.gitconfig), "MPLBACKEND": "module://matplotlib_inline.backend_inline",
                # One thread: the baseline run in another runtime matches it bit for bit at the same thread count,
                # and OpenMP threads spinning against pytest's would slow both down many times over.
                "OMP_NUM_THREADS": str(RUNTIME_THREADS)}
-        spec = {"argv": ["unshare", "--uts", "/bin/sh", "-c", launch, "{connection_file}"],
+        self.env = env
+        spec = {"argv": ["unshare", "--uts", "--mount", "/bin/sh", "-c", launch, "{connection_file}"],
                 "display_name": "Colab (simulated)", "language": "python", "env": env}
         (spec_dir / "kernel.json").write_text(json.dumps(spec))
 
@@ -172,6 +193,26 @@ class Runtime:
         if process.returncode != 0:
             raise AssertionError(f"{notebook} failed in the simulated runtime:\n{log[-6000:]}")
         return notebook_text(output)
+
+    def install(self) -> None:
+        """Install the release from (simulated) GitHub, as the notebooks' set-up cell does."""
+        release = f"dcganlib @ git+{dcganlib.REPO_URL}@v{dcganlib.__version__}"
+        subprocess.run([str(self.python), "-m", "pip", "install", "-q", release], check=True,
+                       env={**os.environ, "GIT_CONFIG_GLOBAL": str(self.sim.gitconfig)})
+
+    def start_command(self, *args: str) -> subprocess.Popen:
+        """Run this runtime's Python with `args` from /content, as a `!python ...` line in a notebook would, in a
+        mount namespace of its own; returns the process, whose pid is the Python's."""
+        launch = f'hostname {self.host} && exec "{self.python}" "$@"'
+        env = {**os.environ, **self.env, "MPLBACKEND": "Agg"}
+        return subprocess.Popen(["unshare", "--uts", "--mount", "/bin/sh", "-c", launch, "python", *args],
+                                cwd=self.sim.content, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+
+    def unmount_drive(self, pid: int) -> None:
+        """Pull Drive's mount away under process `pid` (in its mount namespace), as when its FUSE mount drops."""
+        subprocess.run(["nsenter", "-t", str(pid), "-m", "umount", "-l", str(self.sim.content / "drive")],
+                       check=True)
 
     def kill_kernel(self) -> None:
         """SIGKILL the kernel, as a crashed or disconnected runtime would end it."""

@@ -141,7 +141,10 @@ class FakeColab:
             monkeypatch.setenv(name, str(value))
         for name, value in (("CONTENT", self.content), ("DRIVE_MOUNT_POINT", self.drive),
                             ("COLAB_LOCAL_RUNS", self.content / "runs"),
-                            ("COLAB_TENSORBOARD", self.content / "tensorboard")):
+                            ("COLAB_TENSORBOARD", self.content / "tensorboard"),
+                            ("DRIVE_PENDING", self.content / "drive-pending"), ("_last_remount", None),
+                            # The stand-in's mount is MyDrive as a link into the cloud folder; a real one is a mount.
+                            ("_is_mount", lambda mount_point: (Path(mount_point) / "MyDrive").is_symlink())):
             monkeypatch.setattr(colab, name, value)
         self._monkeypatch = monkeypatch
 
@@ -162,6 +165,22 @@ class FakeColab:
     def refuse_mounts(self) -> None:
         """From now on drive.mount fails, as when the user declines Colab's permission prompt."""
         self._monkeypatch.delenv("COLAB_SIM_DRIVE")
+
+    def drop_drive(self) -> None:
+        """Drive's mount goes away under the runtime and cannot be mounted again: its mount point is left empty."""
+        self.refuse_mounts()
+        self.my_drive.unlink()
+
+    def bring_drive_back(self) -> None:
+        """Drive can be mounted again (it is not mounted until someone mounts it), at once."""
+        self._monkeypatch.setenv("COLAB_SIM_DRIVE", str(self.cloud))
+        self._monkeypatch.setattr(colab, "_last_remount", None)
+
+    def files_under_mount_point(self) -> list[Path]:
+        """Anything written under /content/drive while Drive was not mounted there (MyDrive's link aside)."""
+        if not self.drive.exists():
+            return []
+        return [path for path in self.drive.rglob("*") if not (path == self.my_drive and path.is_symlink())]
 
     def close(self) -> None:
         """Forget the stand-in modules, so that later tests run off Colab again (monkeypatch restores the rest)."""

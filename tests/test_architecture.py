@@ -28,7 +28,7 @@ LAYERS = {
     "diagrams": WORKER, "diagnostics": WORKER,
     "checkpoint": PART, "data": PART, "models": PART, "losses": PART, "config": PART, "runs": PART,
     "devices": PART, "images": PART, "distributed": PART, "augment": PART, "_version": PART, "catalog": PART,
-    "seeds": PART, "ema": PART, "history": PART, "sources": PART, "prepared": PART, "celeba": PART,
+    "seeds": PART, "ema": PART, "history": PART, "sources": PART, "prepared": PART, "celeba": PART, "storage": PART,
     "colab": BOTTOM,
 }
 LAYER_NAMES = {FACE: "face", WORKER: "worker", PART: "part", BOTTOM: "bottom"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import os
 import warnings
 from pathlib import Path
 
@@ -45,29 +44,16 @@ def test_a_bad_checkpoint_says_checkpoint_and_how_to_go_on(tmp_path):
     assert message.endswith(". Delete or move it and resume from an earlier checkpoint, or start the run afresh.")
 
 
-def test_a_temp_file_as_new_as_this_process_is_left_alone(tmp_path):
-    # Written at the very moment this module was imported: it may belong to a save that is still running.
-    folder = RunDir(tmp_path).checkpoint_dir
-    folder.mkdir(parents=True)
-    same_age, older = folder / ".ckpt_epoch_0001.pt.tmp-1", folder / ".ckpt_epoch_0002.pt.tmp-2"
-    for temp, stamp in ((same_age, checkpoint._STARTED_AT), (older, checkpoint._STARTED_AT - 10)):
-        temp.write_bytes(b"partial")
-        os.utime(temp, (stamp, stamp))
-    dangling = folder / ".ckpt_epoch_0003.pt.tmp-3"
-    dangling.symlink_to(tmp_path / "nowhere")  # its age cannot be read: it is left alone too
-    checkpoint.save_checkpoint(tiny_state(4), tmp_path)
-    assert same_age.exists() and not older.exists() and dangling.is_symlink()
-
-
 @pytest.fixture
-def on_drive(monkeypatch) -> None:
-    """Every folder counts as Drive, and the trash notice reports the bytes it is given."""
-    monkeypatch.setattr(checkpoint.colab, "on_drive", lambda path: True)
+def on_drive(fake_colab, monkeypatch) -> Path:
+    """A run folder on a mounted Drive, and a trash notice that reports the bytes it is given."""
     monkeypatch.setattr(checkpoint.colab, "trash_notice", lambda pruned: f"pruned {pruned} bytes")
     monkeypatch.setattr(checkpoint, "_trash_notice_given", False)
+    return checkpoint.colab.run_directory("pruned")
 
 
-def test_pruning_on_drive_reports_the_bytes_deleted_once_per_process(tmp_path, on_drive):
+def test_pruning_on_drive_reports_the_bytes_deleted_once_per_process(on_drive):
+    tmp_path = on_drive
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first = checkpoint.save_checkpoint(tiny_state(1), tmp_path, keep=2)
@@ -172,7 +158,8 @@ def test_save_errors_word_for_word(tmp_path):
     except OSError as error:
         reason = error.strerror
     assert message_of(CheckpointError, checkpoint.save_checkpoint, state, blocker) == (
-        f"Could not create checkpoint folder {folder}: {reason}. Choose a writable run directory.")
+        f"Could not write checkpoint {folder / 'ckpt_epoch_0001.pt'}: {reason}. Free some disk space or choose a "
+        "writable run directory; any earlier file at that path is unchanged.")
 
 
 def test_a_run_dir_whose_parents_do_not_exist_yet_is_created(tmp_path):

@@ -41,8 +41,8 @@ def test_on_colab_local_is_explicit(fake_colab):
 
 def test_failed_mount_says_how_to_fix(fake_colab):
     fake_colab.refuse_mounts()
-    with pytest.raises(colab.DriveUnavailableError, match="credential propagation.*accept the Drive permission.*"
-                                                         "local=True"):
+    with pytest.raises(colab.DriveUnavailableError,
+                       match="credential propagation.*accept the Drive permission.*time-out.*local=True"):
         colab.run_directory("mnist")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from colab_sim import ColabSimulator, wait_for
+from colab_sim import ColabSimulator, notebook_text, wait_for
 from kit import assert_same_state
 
 import dcganlib
@@ -154,3 +154,66 @@ def test_faces_from_a_zip_on_drive_are_prepared_once_and_a_killed_run_resumes_ex
     sim.new_runtime().run("07_faces_64px.ipynb", tmp_path / "07-straight.ipynb", **straight, **source)
     expected = checkpoint.load_checkpoint(RunDir(sim.drive / "dcgan" / "faces-straight").checkpoint(3))
     assert_same_state(expected, checkpoint.load_checkpoint(drive_run.checkpoint(3)), skip=NOT_COMPARED)
+
+
+def test_the_set_up_cell_stops_on_a_runtime_older_than_supported_and_upgrades_nothing(sim, tmp_path):
+    """Colab's 2026.01 runtime version has torch 2.9.0 and torchvision 0.24.0, older than the floors."""
+    runtime = sim.new_runtime(older={"torch": "2.9.0", "torchvision": "0.24.0"})
+    process = runtime.start("01_generator.ipynb", tmp_path / "01-old.ipynb")
+    log, _ = process.communicate(timeout=600)
+    assert process.returncode != 0, "the notebook went on past its set-up cell"
+    text = notebook_text(tmp_path / "01-old.ipynb") + log
+    assert re.search(r"This Colab runtime \((torch 2\.9\.0|torchvision 0\.24\.0)(, torchvision 0\.24\.0)?\) is "
+                     r"older than dcganlib v[\d.]+ supports: choose Runtime ▸ Change runtime type ▸ Runtime version "
+                     r"▸ Latest \(or 2026\.04 or newer\), then Run all\.", text), text[-3000:]
+    found = runtime.python_code("import importlib.metadata as m; print(m.version('torch'), m.version('torchvision'))")
+    assert found == "2.9.0 0.24.0"
+    assert not (runtime.site_packages / "dcganlib").exists()
+
+
+def train_command(config: Path, run_dir: Path, epochs: int) -> list[str]:
+    """The CLI training TRAINING's half-width course net (about 2 s an epoch here) into `run_dir`."""
+    if not config.exists():
+        Config.from_preset("mnist28", dataset="mnist-5k", batch_size=64, seed=0, g_features=32,
+                           d_features=16).save_yaml(config)
+    return ["-m", "dcganlib", "train", "--config", str(config), "--epochs", str(epochs), "--run-dir", str(run_dir)]
+
+
+def finished(process, timeout: float = 600) -> str:
+    out, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, out[-6000:]
+    return out
+
+
+def test_a_run_whose_drive_drops_out_goes_on_locally_and_a_rerun_ends_bit_identical(sim, tmp_path):
+    """`python -m dcganlib train` on Drive; Drive's mount is pulled away after epoch 1 and cannot come back: the run
+    writes nothing under the mount point, goes on with its files on the runtime's disk and ends cleanly. Once Drive
+    is back, the same command in the same runtime moves them onto Drive and trains on, ending bit-identical to a run
+    that never lost Drive."""
+    run_dir = sim.content / "drive" / "MyDrive" / "dcgan" / "dropped"
+    cloud_run = RunDir(sim.drive / "dcgan" / "dropped")
+    runtime = sim.new_runtime()
+    runtime.install()
+    process = runtime.start_command(*train_command(tmp_path / "config.yaml", run_dir, 3))
+    wait_for(cloud_run.checkpoint(1).exists, "epoch 1's checkpoint on Drive", process)
+    sim.drive_goes_down()
+    runtime.unmount_drive(process.pid)
+    out = finished(process)
+    pending = sim.content / "drive-pending" / "MyDrive" / "dcgan" / "dropped"
+    assert out.count("the run goes on with its files in") == 1
+    assert f"Google Drive is not mounted at {sim.content / 'drive'}: the run goes on with its files in {pending} on " \
+           "this runtime's disk" in out
+    assert "Traceback" not in out and f"{pending / 'checkpoints' / 'ckpt_epoch_0003.pt'}" in out
+    assert sorted(path.name for path in (sim.content / "drive").iterdir()) == []  # nothing under the mount point
+    assert not cloud_run.checkpoint(2).exists() and (pending / "checkpoints" / "ckpt_epoch_0003.pt").is_file()
+
+    sim.drive_comes_back()
+    out = finished(runtime.start_command(*train_command(tmp_path / "config.yaml", run_dir, 4)))
+    assert "Google Drive is back: moved " in out and "Resumed from epoch 3 (" in out
+    assert not pending.exists()
+    straight = sim.new_runtime()
+    straight.install()
+    whole = sim.content / "drive" / "MyDrive" / "dcgan" / "whole"
+    finished(straight.start_command(*train_command(tmp_path / "config.yaml", whole, 4)))
+    expected = checkpoint.load_checkpoint(RunDir(sim.drive / "dcgan" / "whole").checkpoint(4))
+    assert_same_state(expected, checkpoint.load_checkpoint(cloud_run.checkpoint(4)), skip=NOT_COMPARED)

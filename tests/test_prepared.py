@@ -19,7 +19,7 @@ import torch
 from kit import wait_until
 from PIL import Image
 
-from dcganlib import colab, prepared
+from dcganlib import colab, prepared, storage
 from dcganlib.data import BatchLoader, DatasetUnavailableError, load_dataset
 from dcganlib.prepared import PreparedStore
 from dcganlib.sources import ImageSource
@@ -330,6 +330,34 @@ def test_on_colab_prepared_data_go_to_drive_and_outlive_the_runtime(fake_colab, 
     load_dataset(f"folder:{photos}", image_size=16, channels=3)
     assert "Loaded prepared data " in messages(capsys)
     assert colab.data_directory() == fake_colab.my_drive / "dcgan" / "data"
+
+
+def test_on_drive_the_array_is_written_on_the_runtimes_disk_then_copied_whole(fake_colab, tmp_path, capsys,
+                                                                            monkeypatch):
+    photos = write_photos(tmp_path / "photos", 4)
+    copies, copy = [], storage.copy_atomic
+    monkeypatch.setattr(storage, "copy_atomic", lambda source, target: (copies.append((source, target)),
+                                                                        copy(source, target))[1])
+    load_dataset(f"folder:{photos}", image_size=16, channels=3)
+    staged, on_drive = zip(*copies, strict=True)
+    assert all(not colab.on_drive(path) and not path.exists() for path in staged)  # moved: the local copy is gone
+    assert [path.suffix for path in on_drive] == [".npy", ".json"] and all(colab.on_drive(p) for p in on_drive)
+    assert "Copying the prepared data onto Drive" in messages(capsys)
+
+
+def test_when_drive_does_not_take_the_array_this_runtime_trains_from_its_local_copy(fake_colab, tmp_path, capsys,
+                                                                                     monkeypatch):
+    photos = write_photos(tmp_path / "photos", 4)
+    decode = prepared.decode_batch
+    monkeypatch.setattr(prepared, "decode_batch", lambda *args: (fake_colab.drop_drive(), decode(*args))[1])
+    images = load(photos, fake_colab.my_drive / "dcgan" / "data").images
+    out = messages(capsys)
+    assert "Google Drive did not take the prepared data (Google Drive is not mounted at " in out
+    assert "this runtime trains from " + str(colab.DRIVE_PENDING) in out and images.shape == (4, 3, 16, 16)
+    assert fake_colab.files_under_mount_point() == []
+    fake_colab.bring_drive_back()
+    load(photos, fake_colab.my_drive / "dcgan" / "data")  # later in this runtime: the local copy, not decoded
+    assert "Loaded prepared data " + str(colab.DRIVE_PENDING) in messages(capsys)
 
 
 def test_batches_come_from_the_prepared_array(tmp_path):

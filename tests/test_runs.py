@@ -13,7 +13,7 @@ import psutil
 import pytest
 from kit import files_written, make_trainer, tiny_config
 
-from dcganlib import colab, runs
+from dcganlib import colab, runs, storage
 from dcganlib.config import Config
 from dcganlib.runs import RunDir
 
@@ -51,7 +51,7 @@ def test_checkpoint_names_sort_chronologically_and_stay_in_range():
 
 def test_listings_are_oldest_first_and_skip_other_files(tmp_path):
     for path in (RunDir(tmp_path).checkpoint(2), RunDir(tmp_path).checkpoint(1, 5), RunDir(tmp_path).best,
-                 RunDir(tmp_path).checkpoint_dir / ".ckpt_epoch_0003.pt.tmp-42",
+                 storage.temp_path(RunDir(tmp_path).checkpoint(3)),
                  RunDir(tmp_path).frame(10), RunDir(tmp_path).frame(2), RunDir(tmp_path).samples_dir / "x.png"):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()

@@ -27,6 +27,7 @@ from dcganlib.sliders import latent_sliders
 
 SIDE_771 = Path(sys.prefix) / "ipywidgets-7.7.1"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+IPYWIDGETS_8 = int(ipywidgets.__version__.split(".")[0]) >= 8
 KERNEL_START_S = 90
 KERNEL_REPLY_S = 120  # the first cell imports torch and loads the generator on a shared, busy CPU
 
@@ -51,7 +52,11 @@ def test_widget_renders_a_png_of_the_requested_size(explorer):
     assert Image.open(io.BytesIO(png)).size == (64, 64)
     assert [s.description for s in explorer.direction_sliders] == ["PC1 (30%)", "PC2 (20%)", "towards 7"]
     assert all(s.min == -2.0 and s.max == 2.0 for s in explorer.direction_sliders)
-    assert WIDGET_VIEW in explorer._repr_mimebundle_()
+    if IPYWIDGETS_8:
+        data, metadata = explorer._repr_mimebundle_()
+        assert WIDGET_VIEW in data and metadata == {}  # off Colab: no manager to name
+    else:
+        assert hasattr(explorer, "_ipython_display_")
 
 
 def test_a_conditional_generator_gets_a_class_picker_that_keeps_the_latent():
@@ -153,6 +158,15 @@ def test_colab_switches_to_the_custom_manager_for_ipywidgets_8(fake_colab):
 def test_outside_colab_the_widget_manager_is_left_alone():
     assert not colab.in_colab()
     assert colab.enable_widget_manager("8.1.5") is False
+
+
+@pytest.mark.skipif(not IPYWIDGETS_8, reason="ipywidgets 7 widgets display through Colab's own manager")
+def test_on_colab_the_explorer_names_the_custom_widget_manager_for_ipywidgets_8(fake_colab, gen):
+    data, metadata = latent_sliders(gen, directions=DIRECTIONS)._repr_mimebundle_()
+    from google.colab import output
+
+    assert metadata == {WIDGET_VIEW: {"colab": {"custom_widget_manager": {"url": output.MANAGER_URL}}}}
+    assert data[WIDGET_VIEW]["model_id"]
 
 
 def test_latent_sliders_asks_for_the_manager_its_ipywidgets_needs(fake_colab, gen, monkeypatch):

@@ -60,9 +60,9 @@ SITE_NOTES = {
 # The library's API reference, one section per module, in the order a reader meets them; the CLI has its page in
 # docs/training.md.
 API_MODULES = ("config", "models", "losses", "step", "train", "data", "catalog", "sources", "prepared", "celeba",
-               "checkpoint", "runs", "latent", "directions", "sliders", "viz", "images", "diagrams", "metrics",
-               "diagnostics", "pretrained", "devices", "colab", "distributed", "augment", "build", "evaluation", "ema",
-               "history", "seeds", "timing")
+               "checkpoint", "runs", "storage", "latent", "directions", "sliders", "viz", "images", "diagrams",
+               "metrics", "diagnostics", "pretrained", "devices", "colab", "distributed", "augment", "build",
+               "evaluation", "ema", "history", "seeds", "timing")
 NOT_IN_API = ("__init__", "__main__", "_version", "cli")
 
 
