@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,12 +36,18 @@ from dcganlib.metrics import classifier_probabilities
 from dcganlib.models import Generator, make_noise
 from dcganlib.train import Trainer
 
-if __package__:  # imported as benchmarks.conditional (the tests)
-    from .quality import SAMPLES, SEEDS, at_epoch, at_time, cell, draw_median_and_range, save_figure, score
-    from .speed import machine_info
-else:  # run as a script: benchmarks/ is on sys.path
-    from quality import SAMPLES, SEEDS, at_epoch, at_time, cell, draw_median_and_range, save_figure, score
-    from speed import machine_info
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when run as a script
+from benchmarks.quality import (  # noqa: E402
+    SAMPLES,
+    SEEDS,
+    at_epoch,
+    at_time,
+    cell,
+    draw_median_and_range,
+    save_figure,
+    score,
+)
+from benchmarks.speed import machine_info  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 FIGURE = Path(__file__).resolve().parents[1] / "figs" / "conditional_vs_time.png"

@@ -43,13 +43,9 @@ from dcganlib.devices import pick_device
 from dcganlib.prepared import decode
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tools/ beside benchmarks/, when run as a script
+sys.path.insert(0, str(HERE.parent))  # the repository root, when run as a script
+from benchmarks.speed import machine_info, synchronize  # noqa: E402
 from tools.photos import write_faces  # noqa: E402
-
-if __package__:  # imported as benchmarks.data_feed (the tests)
-    from .speed import machine_info, synchronize
-else:  # run as a script: benchmarks/ is on sys.path
-    from speed import machine_info, synchronize
 
 RESULTS_DIR = HERE / "results"
 IMAGE_SIZE, BATCH_SIZE, EXAMPLES_WORKERS = 64, 128, 2

@@ -42,12 +42,9 @@ from dcganlib.history import STAT_NAMES
 from dcganlib.runs import RunDir, checkpoint_name
 from dcganlib.train import Trainer
 
-if __package__:  # imported as benchmarks.gpu_check
-    from .child_run import Child, count_tensors, differences
-    from .speed import machine_info
-else:  # run as a script: benchmarks/ is on sys.path
-    from child_run import Child, count_tensors, differences
-    from speed import machine_info
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when run as a script
+from benchmarks.speed import machine_info  # noqa: E402
+from tools.child_run import Child, count_tensors, differences  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -161,7 +158,7 @@ def resume_check(preset: str, device: torch.device, plan: Plan, workdir: Path, *
     env = {**os.environ, **DETERMINISTIC_ENV}
 
     def child(run_dir: Path, *extra: str) -> Child:
-        return Child([sys.executable, str(HERE / "child_run.py"), str(config_path), str(run_dir),
+        return Child([sys.executable, str(HERE.parent / "tools" / "child_run.py"), str(config_path), str(run_dir),
                       "--device", str(device), "--deterministic", *extra], cwd=HERE.parent, env=env)
 
     straight_dir, killed_dir = workdir / f"resume-{preset}-straight", workdir / f"resume-{preset}-killed"

@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -35,12 +36,9 @@ from dcganlib.metrics import mnist_5k_split, mode_coverage, offline_fid, real_re
 from dcganlib.models import generate, make_noise
 from dcganlib.train import Trainer
 
-if __package__:  # imported as benchmarks.quality (the tests)
-    from .reference import ReferenceLoop
-    from .speed import machine_info
-else:  # run as a script: benchmarks/ is on sys.path
-    from reference import ReferenceLoop
-    from speed import machine_info
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when run as a script
+from benchmarks.reference import ReferenceLoop  # noqa: E402
+from benchmarks.speed import machine_info  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

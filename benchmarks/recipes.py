@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,12 +23,9 @@ from dcganlib.metrics import mnist_5k_split
 from dcganlib.models import make_noise
 from dcganlib.train import Trainer
 
-if __package__:  # imported as benchmarks.recipes (the tests)
-    from .quality import SAMPLES, SEEDS, cell, scored_curves, spread
-    from .speed import machine_info
-else:  # run as a script: benchmarks/ is on sys.path
-    from quality import SAMPLES, SEEDS, cell, scored_curves, spread
-    from speed import machine_info
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when run as a script
+from benchmarks.quality import SAMPLES, SEEDS, cell, scored_curves, spread  # noqa: E402
+from benchmarks.speed import machine_info  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COUNT, EPOCHS, SCORE_EVERY = 500, 135, 15  # 500 images at batch 32: 15 updates an epoch, ~2,000 in all

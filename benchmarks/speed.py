@@ -17,6 +17,7 @@ import platform
 import re
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,10 +32,8 @@ from dcganlib.devices import autocast_dtype, pick_device
 from dcganlib.models import build_models, generate, make_noise
 from dcganlib.train import Trainer
 
-if __package__:  # imported as benchmarks.speed (the tests)
-    from .reference import ReferenceLoop
-else:  # run as a script: benchmarks/ is on sys.path
-    from reference import ReferenceLoop
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when run as a script
+from benchmarks.reference import ReferenceLoop  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PRESETS = ("mnist28", "dcgan32", "dcgan64")

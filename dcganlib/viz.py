@@ -12,6 +12,7 @@ from typing import BinaryIO
 import imageio.v3 as iio
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
@@ -174,6 +175,33 @@ def write_report(
     if run.frames():
         paths["progress"] = make_gif(run)
     return paths
+
+
+def plot_memorisation(result, fakes: Tensor, train_images: Tensor, closest: int = 8,
+                      path: str | Path | None = None) -> Figure:
+    """Does G copy its training images? Left: the distance from each fake and from each held-out real image to its
+    nearest training image (metrics.memorisation's `result`); right: the `closest` fakes above their nearest
+    training images. Copies would pile up at 0, far left of the held-out images."""
+    fig, (hist, pairs) = plt.subplots(1, 2, figsize=(11, 3.4), gridspec_kw={"width_ratios": [1, 1.3]})
+    bins = np.linspace(0, max(result.fake_distance.max(), result.heldout_distance.max()), 40)
+    hist.hist(result.heldout_distance, bins=bins, alpha=0.6, density=True, label="held-out real images")
+    hist.hist(result.fake_distance, bins=bins, alpha=0.6, density=True, label="generated images")
+    hist.axvline(result.threshold, color="k", linestyle="--", linewidth=1,
+                 label=f"1% of held-out below ({result.suspicious_fraction:.1%} of fakes)")
+    hist.set(xlabel="distance to the nearest training image (feature space)", ylabel="density")
+    hist.legend(fontsize=8)
+    order = np.argsort(result.fake_distance)[:closest]
+    nearest = train_images[torch.from_numpy(result.fake_nearest_index[order])]
+    shown = torch.cat([fakes[torch.from_numpy(order)].float().cpu(), _as_generator_range(nearest)])
+    show_images(shown, nrow=len(order), ax=pairs)
+    pairs.set_title(f"the {len(order)} closest fakes (top) and their nearest training images (bottom)", fontsize=9)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def _as_generator_range(images: Tensor) -> Tensor:
+    """Images as the generator draws them, in [-1, 1] floats: uint8 data sets are mapped there."""
+    return images.float() / 127.5 - 1 if images.dtype == torch.uint8 else images.float()
 
 
 def plot_directions(

@@ -19,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from kit import poll, wait_until
+from kit import free_port, poll, wait_until
+from repo_root import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-quic"]
@@ -40,12 +40,6 @@ def require_tools() -> None:
             missing.append(f"Python package {module!r}")
     if missing:
         pytest.fail(f"browser test needs {', '.join(missing)}: {INSTALL_HINT}", pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pids_matching(predicate: Callable[[int, list[str], int], bool]) -> list[int]:

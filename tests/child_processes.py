@@ -1,11 +1,11 @@
-"""Child processes that the crash tests kill with SIGKILL: real code here and in benchmarks/child_run.py, not code
+"""Child processes that the crash tests kill with SIGKILL: real code here and in tools/child_run.py, not code
 inside strings.
 
 `python tests/child_processes.py hang-in-fsync RUN_DIR` saves the checkpoint of epoch 1, then starts epoch 2's save,
 prints `SAVING` once its data is written and hangs in the fsync before the rename (test_checkpoint).
 `python tests/child_processes.py silent` prints nothing and hangs: the case a line reader's deadline must catch.
 A hang is a read of stdin: it lasts until the parent kills the child or closes the pipe, never a guessed number of
-seconds. Imported, `start` runs one of these and `train` runs benchmarks/child_run.py (a Trainer that can pause, hang
+seconds. Imported, `start` runs one of these and `train` runs tools/child_run.py (a Trainer that can pause, hang
 in a save and be taken over), each on a machine of its own name if asked, under a reader whose waits have hard
 deadlines (`Child`); `environment` gives them this checkout's dcganlib, installed or not.
 """
@@ -18,25 +18,24 @@ import sys
 from pathlib import Path
 
 import torch
+from repo_root import ROOT
 
 from dcganlib import checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 # --- parent side -------------------------------------------------------------------------------------------
 def environment() -> dict[str, str]:
     """This process's environment with the checkout first on PYTHONPATH, so the child imports its dcganlib."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def child(argv: list[str], host: str | None = None):
     """`argv` as a child process of this checkout (on the machine `host` if given), read by a `Child`."""
     from kit import on_host
 
-    from benchmarks.child_run import Child  # here: this file's child side must not import the Trainer
+    from tools.child_run import Child  # here: this file's child side must not import the Trainer
 
-    return Child(on_host(host, argv) if host else argv, cwd=REPO, env=environment())
+    return Child(on_host(host, argv) if host else argv, cwd=ROOT, env=environment())
 
 
 def start(*args: str, host: str | None = None):
@@ -46,10 +45,10 @@ def start(*args: str, host: str | None = None):
 
 
 def train(config, run_dir: Path, *options: str, host: str | None = None):
-    """benchmarks/child_run.py training `config` in run_dir with its options (--pause-in-epoch E, --hang-in-save E),
+    """tools/child_run.py training `config` in run_dir with its options (--pause-in-epoch E, --hang-in-save E),
     on the machine `host` if given; the config is saved beside the run dir."""
     config_path = config.save_yaml(run_dir.parent / f"{run_dir.name}.yaml")
-    return child([sys.executable, str(REPO / "benchmarks" / "child_run.py"), str(config_path), str(run_dir),
+    return child([sys.executable, str(ROOT / "tools" / "child_run.py"), str(config_path), str(run_dir),
                    *options], host)
 
 

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import nbformat
 from kit import wait_until
+from repo_root import ROOT
 
 import dcganlib
 
-ROOT = Path(__file__).resolve().parent.parent
 STAND_IN = Path(__file__).resolve().parent / "colab_runtime"
 COLAB_ENV = ROOT / ".venv" / "colab"
 KERNEL = "colab-sim"

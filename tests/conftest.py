@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from kit import FakeColab
 from tiny_generator import TinyGenerator
 
@@ -16,6 +17,16 @@ def data_root(tmp_path_factory, monkeypatch) -> Path:
     root = tmp_path_factory.mktemp("data")
     monkeypatch.setattr(colab, "LOCAL_DATA", root)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """torch on one thread for a module: on the shared test CPU, extra threads cost small matrices more than they
+    save."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

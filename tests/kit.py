@@ -4,6 +4,7 @@ processes on a machine of their own. conftest.py turns the pieces that need set-
 from __future__ import annotations
 
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -11,21 +12,21 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from repo_root import ROOT
 
-from benchmarks.child_run import count_tensors, differences
 from dcganlib import colab
 from dcganlib.config import Config
 from dcganlib.train import Trainer
+from tools.child_run import count_tensors, differences
 
 T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[1]
 COLAB_STAND_IN = Path(__file__).resolve().parent / "colab_runtime"  # google.colab, as tests/colab_sim.py runs it
 # A small but real run on mnist-5k: tiny networks and big batches, 10 steps an epoch.
 TINY = {"g_features": 8, "d_features": 8, "batch_size": 500, "sample_count": 16}
 WALL_TIME = ("history.epoch.seconds",)  # the one thing a resumed run cannot repeat
 
 __all__ = ["COLAB_STAND_IN", "TINY", "FakeColab", "assert_same_state", "count_tensors", "differences", "files_written",
-           "make_trainer", "on_host", "poll", "state_keys", "tiny_config", "train_batches", "wait_until"]
+           "free_port", "make_trainer", "on_host", "poll", "state_keys", "tiny_config", "train_batches", "wait_until"]
 
 
 def tiny_config(**overrides) -> Config:
@@ -61,6 +62,13 @@ def state_keys(state: dict, keys) -> dict:
 def files_written(run_dir: Path) -> dict[Path, int]:
     """Every file of a run (its lock aside) with the time it was last written."""
     return {path: path.stat().st_mtime_ns for path in Path(run_dir).rglob("*") if path.name != "trainer.lock"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def poll(probe: Callable[[], T], until: Callable[[T], object], timeout: float, *, interval: float = 0.02) -> T:

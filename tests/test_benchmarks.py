@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from repo_root import ROOT
 
 from dcganlib import checkpoint, data
 from dcganlib.config import Config
@@ -22,7 +23,6 @@ from tools.photos import write_faces
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_gpu_check_fails_when_the_resume_is_broken(tmp_path):
 
 
 def test_checkpoint_differences_are_bit_for_bit():
-    child_run = importlib.import_module("benchmarks.child_run")
+    child_run = importlib.import_module("tools.child_run")
     state = {"w": torch.tensor([1.0, float("nan")]), "opt": {"step": 3, "betas": (0.5, 0.999)}, "seconds": [1.2]}
     same = {"w": torch.tensor([1.0, float("nan")]), "opt": {"step": 3, "betas": (0.5, 0.999)}, "seconds": [9.9]}
     assert child_run.differences(state, same, skip=("seconds",)) == []

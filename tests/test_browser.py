@@ -25,6 +25,7 @@ import torch
 from browser_session import Watchdog, chromium_tab, require_tools, voila_server, watchdog
 from kit import poll
 from PIL import Image
+from repo_root import ROOT
 
 from dcganlib import directions
 from dcganlib.metrics import classifier_probabilities
@@ -34,7 +35,6 @@ from dcganlib.sliders import latent_sliders
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 PAGE = Path(__file__).resolve().parent / "browser" / "latent_sliders.ipynb"
 CONDITIONAL_PAGE = Path(__file__).resolve().parent / "browser" / "conditional_sliders.ipynb"
 FIGURE = ROOT / "figs" / "latent_sliders.png"

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from repo_root import ROOT
 
 from dcganlib import checkpoint, cli, data
 from dcganlib.cli import build_parser, main
 from dcganlib.config import Config
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +170,7 @@ def test_help_lists_every_command():
     text = build_parser().format_help()
     for command in ("train", "sample", "gif", "plot", "export"):
         assert command in text
-    result = subprocess.run([sys.executable, "-m", "dcganlib", "train", "--help"], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "dcganlib", "train", "--help"], cwd=ROOT, capture_output=True,
                             text=True, check=True)
     assert "--checkpoint-minutes" in result.stdout and "--fresh" in result.stdout
 

@@ -10,35 +10,28 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sys
 from pathlib import Path
 
 import child_processes
 import pytest
 import torch
-from kit import wait_until
+from kit import free_port, wait_until
+from repo_root import ROOT
 
-from benchmarks import child_run
 from dcganlib import checkpoint, distributed, runs
 from dcganlib.config import Config, ConfigError
 from dcganlib.data import BatchLoader, TensorImages
 from dcganlib.runs import RunDir
 from dcganlib.train import Trainer
+from tools import child_run
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32" or not torch.distributed.is_gloo_available(),
                                 reason="needs POSIX signals and the gloo backend")
 
-REPO = Path(__file__).resolve().parents[1]
 # 10 steps of 500 digits an epoch, 250 per process.
 CONFIG = Config.from_preset("mnist28", g_features=8, d_features=8, batch_size=500, sample_count=16, epochs=2)
 DEADLINE = 120  # seconds for one torchrun job: far above the ~15 s it takes on two busy cores
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def torchrun(run_dir: Path, processes: int = 2, config: Config = CONFIG) -> child_run.Child:
@@ -48,7 +41,7 @@ def torchrun(run_dir: Path, processes: int = 2, config: Config = CONFIG) -> chil
             "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
             "-m", "dcganlib", "train", "--config", str(config_path), "--run-dir", str(run_dir)]
     env = {**child_processes.environment(), "OMP_NUM_THREADS": "1"}
-    return child_run.Child(args, cwd=REPO, env=env)
+    return child_run.Child(args, cwd=ROOT, env=env)
 
 
 def wait_for_file(path: Path, child: child_run.Child, timeout: float) -> None:

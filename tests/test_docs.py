@@ -7,15 +7,14 @@ import base64
 import io
 import os
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 from PIL import Image
+from repo_root import ROOT
 
 from tools import build_docs
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(path.stem for path in (ROOT / "notebooks").glob("*.ipynb"))
 OUTPUT_IMAGE = re.compile(r'<img[^>]+src="data:image/png;base64,([^"]+)"')
 

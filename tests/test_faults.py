@@ -76,7 +76,7 @@ def test_a_silent_child_fails_the_wait_at_the_deadline():
 
 
 def test_a_child_that_dies_early_fails_the_wait_at_once(tmp_path):
-    child = child_processes.child([sys.executable, str(child_processes.REPO / "benchmarks" / "child_run.py"),
+    child = child_processes.child([sys.executable, str(child_processes.ROOT / "tools" / "child_run.py"),
                                    str(tmp_path / "missing.yaml"), str(tmp_path / "run")])
     with pytest.raises(RuntimeError, match=r"(?s)exited \(code 1\) before printing 'EPOCH 1'.*missing\.yaml"):
         child.wait_for("EPOCH 1", timeout=DEADLINE)

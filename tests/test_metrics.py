@@ -31,6 +31,8 @@ from dcganlib.metrics import (
     real_reference,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def _random_spd(rng: np.random.Generator, dim: int) -> np.ndarray:
     a = rng.standard_normal((dim, 2 * dim))
@@ -43,15 +45,6 @@ def _scipy_frechet(mu1, sigma1, mu2, sigma2) -> float:
     assert np.abs(covmean.imag).max() < 1e-8
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean.real))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The test CPU is shared: extra threads on these small batches cost several times more than they save.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- Fréchet distance

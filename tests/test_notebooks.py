@@ -14,6 +14,7 @@ import nbformat
 import papermill as pm
 import pytest
 from colab_sim import notebook_text
+from repo_root import ROOT
 
 import dcganlib
 from dcganlib import checkpoint
@@ -21,7 +22,6 @@ from dcganlib.catalog import DATASETS
 from dcganlib.config import PRESETS
 from tools.photos import write_faces
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["01_generator.ipynb", "02_discriminator.ipynb", "03_losses.ipynb", "04_training.ipynb",
          "05_latent_walks.ipynb", "06_conditional_gan.ipynb", "07_faces_64px.ipynb"]

@@ -11,17 +11,16 @@ import random
 import numpy as np
 import pytest
 import torch
-from kit import assert_same_state, count_tensors, differences, make_trainer, state_keys, train_batches
-from kit import tiny_config as kit_config
+from kit import assert_same_state, count_tensors, differences, make_trainer, state_keys, tiny_config, train_batches
 
 from dcganlib import checkpoint
 from dcganlib.config import Config
 from dcganlib.train import Trainer
 
 
-def tiny_config(**overrides) -> Config:
+def moving_ema_config(**overrides) -> Config:
     """The kit's tiny config with an EMA that moves visibly in a few steps."""
-    return kit_config(**{"ema_decay": 0.9, **overrides})
+    return tiny_config(**{"ema_decay": 0.9, **overrides})
 
 
 def seed_everything() -> None:
@@ -57,19 +56,19 @@ def test_the_comparison_names_what_differs():
 def run_straight_and_split(tmp_path, **overrides) -> tuple[Trainer, dict, Trainer]:
     """A 2-epoch run, and the same run stopped after epoch 1 and resumed in a fresh Trainer."""
     seed_everything()
-    straight = make_trainer(tmp_path / "straight", tiny_config(epochs=2, **overrides))
+    straight = make_trainer(tmp_path / "straight", moving_ema_config(epochs=2, **overrides))
     draw_from_the_global_rngs(straight)
     straight.fit()
     expected = straight.state_dict()  # now: the global RNG states are read at this moment
 
     seed_everything()
-    first_half = make_trainer(tmp_path / "split", tiny_config(epochs=1, **overrides))
+    first_half = make_trainer(tmp_path / "split", moving_ema_config(epochs=1, **overrides))
     draw_from_the_global_rngs(first_half)
     first_half.fit()
     random.seed(99)  # whatever ran between the sessions: resume must restore the RNGs, not inherit them
     np.random.seed(99)
     torch.manual_seed(99)
-    resumed = make_trainer(tmp_path / "split", tiny_config(epochs=2, **overrides))
+    resumed = make_trainer(tmp_path / "split", moving_ema_config(epochs=2, **overrides))
     draw_from_the_global_rngs(resumed)
     resumed.fit()
     return straight, expected, resumed
@@ -92,7 +91,7 @@ def test_best_fid_survives_a_resume_at_an_epoch_boundary(tmp_path):
 
 
 def test_loading_a_mid_epoch_checkpoint_restores_every_key(tmp_path):
-    config = tiny_config(epochs=2)
+    config = moving_ema_config(epochs=2)
     interrupted = make_trainer(tmp_path, config)
     interrupted.fit(epochs=1)
     train_batches(interrupted, epoch=1, count=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train_step import assert_same_weights, make_trainer, step_by_hand, tiny_config
+from test_train_step import assert_same_weights, by_hand_config, make_trainer, step_by_hand
 
 from dcganlib import checkpoint
 
@@ -27,7 +27,7 @@ def compile_calls(monkeypatch) -> list[dict]:
 
 
 def test_compiled_step_equals_the_step_by_hand_and_trains_the_shared_weights(tmp_path, compile_calls):
-    trainer = make_trainer(tmp_path, tiny_config(compile=True, compile_mode="reduce-overhead"))
+    trainer = make_trainer(tmp_path, by_hand_config(compile=True, compile_mode="reduce-overhead"))
     assert [(call["model"], call["mode"]) for call in compile_calls] == [
         (trainer.generator, "reduce-overhead"), (trainer.discriminator, "reduce-overhead")]
     assert trainer._g_forward is not trainer.generator
@@ -45,15 +45,15 @@ def test_compiled_step_equals_the_step_by_hand_and_trains_the_shared_weights(tmp
 
 
 def test_without_compile_the_networks_run_as_they_are(tmp_path, compile_calls):
-    trainer = make_trainer(tmp_path, tiny_config())
+    trainer = make_trainer(tmp_path, by_hand_config())
     assert compile_calls == []
     assert trainer._g_forward is trainer.generator and trainer._d_forward is trainer.discriminator
 
 
 def test_a_host_kept_data_set_trains_exactly_like_a_resident_one(tmp_path):
     # On a CPU both keep the images in host memory (data.placed): the same batches make the same run.
-    resident = make_trainer(tmp_path / "resident", tiny_config(resident_data=True))
-    host = make_trainer(tmp_path / "host", tiny_config(resident_data=False))
+    resident = make_trainer(tmp_path / "resident", by_hand_config(resident_data=True))
+    host = make_trainer(tmp_path / "host", by_hand_config(resident_data=False))
     assert host.loader.device == torch.device("cpu")
     for real_a, real_b in zip(resident.loader.epoch(0), host.loader.epoch(0), strict=True):
         assert torch.equal(real_a, real_b)

@@ -29,7 +29,7 @@ LOSS_PAIRS = {
 }
 
 
-def tiny_config(**overrides) -> Config:
+def by_hand_config(**overrides) -> Config:
     values = {**BY_HAND, "ema_decay": 0.0, **overrides}
     if values.get("loss") == "wgan-gp":
         values["batch_norm"] = False
@@ -84,7 +84,7 @@ def assert_same_weights(module: torch.nn.Module, expected: torch.nn.Module) -> N
 
 @pytest.mark.parametrize("loss", list(LOSS_PAIRS))
 def test_each_loss_choice_trains_both_networks_with_its_own_pair(tmp_path, loss):
-    trainer = make_trainer(tmp_path, tiny_config(loss=loss))
+    trainer = make_trainer(tmp_path, by_hand_config(loss=loss))
     real = first_batch(trainer)
     expected = step_by_hand(trainer, real)
     stats = trainer.train_step(real)
@@ -100,7 +100,7 @@ def test_the_loss_choices_are_told_apart(tmp_path):
     # in both. Guards the by-hand test above against pairs that happen to agree.
     results = {}
     for loss in ("non-saturating", "minimax", "hinge"):
-        trainer = make_trainer(tmp_path / loss, tiny_config(loss=loss))
+        trainer = make_trainer(tmp_path / loss, by_hand_config(loss=loss))
         results[loss] = trainer.train_step(first_batch(trainer))
     assert results["non-saturating"][0] == results["minimax"][0]
     assert results["non-saturating"][1] != results["minimax"][1]
@@ -108,8 +108,8 @@ def test_the_loss_choices_are_told_apart(tmp_path):
 
 
 def test_label_smoothing_changes_only_ds_real_targets(tmp_path):
-    plain = make_trainer(tmp_path / "plain", tiny_config())
-    smoothed = make_trainer(tmp_path / "smoothed", tiny_config(label_smoothing=0.2))
+    plain = make_trainer(tmp_path / "plain", by_hand_config())
+    smoothed = make_trainer(tmp_path / "smoothed", by_hand_config(label_smoothing=0.2))
     real = first_batch(plain)
     expected = step_by_hand(smoothed, real)
     a, b = plain.train_step(real), smoothed.train_step(real)
@@ -122,7 +122,7 @@ def test_label_smoothing_changes_only_ds_real_targets(tmp_path):
 
 @pytest.mark.parametrize("lr_d", [None, 1e-3])
 def test_lr_d_sets_ds_learning_rate_and_only_ds(tmp_path, lr_d):
-    trainer = make_trainer(tmp_path, tiny_config(lr_d=lr_d))
+    trainer = make_trainer(tmp_path, by_hand_config(lr_d=lr_d))
     assert [group["lr"] for group in trainer.opt_g.param_groups] == [2e-4]
     assert [group["lr"] for group in trainer.opt_d.param_groups] == [lr_d or 2e-4]
     before = copy.deepcopy(trainer.discriminator.state_dict())
@@ -139,7 +139,7 @@ def test_lr_d_sets_ds_learning_rate_and_only_ds(tmp_path, lr_d):
 
 @pytest.mark.parametrize("gp_weight", [0.0, 10.0, 25.0])
 def test_gp_weight_scales_the_gradient_penalty_in_ds_loss(tmp_path, gp_weight):
-    trainer = make_trainer(tmp_path, tiny_config(loss="wgan-gp", gp_weight=gp_weight))
+    trainer = make_trainer(tmp_path, by_hand_config(loss="wgan-gp", gp_weight=gp_weight))
     real = first_batch(trainer)
     expected = step_by_hand(trainer, real)
     assert expected["penalty"].item() > 0.01
@@ -158,7 +158,7 @@ def test_gp_weight_scales_the_gradient_penalty_in_ds_loss(tmp_path, gp_weight):
     (0.999, 100_000, 0.999),
 ])
 def test_ema_follows_the_generator_with_the_warmed_up_decay(tmp_path, ema_decay, step, decay):
-    trainer = make_trainer(tmp_path, tiny_config(ema_decay=ema_decay))
+    trainer = make_trainer(tmp_path, by_hand_config(ema_decay=ema_decay))
     # Give the average a history of its own, so that its old value and G's new one are told apart.
     with torch.no_grad():
         for param in trainer.ema.model.parameters():
@@ -177,7 +177,7 @@ def test_ema_follows_the_generator_with_the_warmed_up_decay(tmp_path, ema_decay,
 
 
 def test_without_ema_the_generator_itself_samples(tmp_path):
-    trainer = make_trainer(tmp_path, tiny_config(ema_decay=0.0))
+    trainer = make_trainer(tmp_path, by_hand_config(ema_decay=0.0))
     assert trainer.ema is None and trainer.sampling_generator is trainer.generator
     assert trainer.state_dict()["ema_generator"] is None
 
@@ -186,7 +186,7 @@ def test_the_plain_step_is_the_non_saturating_step_by_hand(tmp_path):
     """dcganlib.step.plain_train_step (notebook 4's step) against the same step worked from the loss formulas."""
     from dcganlib.step import plain_train_step
 
-    trainer = make_trainer(tmp_path, tiny_config())
+    trainer = make_trainer(tmp_path, by_hand_config())
     real = first_batch(trainer)
     expected = step_by_hand(trainer, real)
     cfg = trainer.config

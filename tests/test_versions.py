@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import re
 import tomllib
-from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.version import Version
-
-ROOT = Path(__file__).resolve().parents[1]
+from repo_root import ROOT
 
 
 def pins(name: str) -> dict[str, Version]:

@@ -6,17 +6,19 @@ matplotlib.use("Agg")
 
 import imageio.v3 as iio  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
+from tiny_generator import TinyGenerator  # noqa: E402
 
 from dcganlib.viz import (  # noqa: E402
     image_grid,
     make_gif,
     plot_d_outputs,
     plot_losses,
+    plot_memorisation,
     plot_metric,
     save_grid,
     show_images,
@@ -24,18 +26,6 @@ from dcganlib.viz import (  # noqa: E402
 )
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-class TinyGenerator(nn.Module):
-    """Deterministic stand-in: Linear + Tanh to 1x16x16."""
-
-    def __init__(self, z_dim: int = 8) -> None:
-        super().__init__()
-        self.z_dim = z_dim
-        self.fc = nn.Linear(z_dim, 16 * 16)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.fc(z.flatten(1))).view(len(z), 1, 16, 16)
 
 
 def fake_history(epochs: int = 3, batches: int = 40, fid: bool = True) -> dict:
@@ -194,3 +184,17 @@ def test_write_report_without_frames_skips_the_gif(tmp_path):
     paths = write_report(tmp_path, fake_history(), TinyGenerator(), torch.randn(4, 8, 1, 1))
     assert "progress" not in paths
     assert not (tmp_path / "progress.gif").exists()
+
+
+def test_the_memorisation_figure_shows_the_closest_fakes_above_their_training_images(tmp_path):
+    from dcganlib.metrics import memorisation
+
+    train = torch.randint(0, 256, (30, 1, 16, 16), dtype=torch.uint8)
+    fakes = torch.cat([train[:3].float() / 127.5 - 1, torch.rand(7, 1, 16, 16) * 2 - 1])  # three copies
+    flat = lambda images: (images.float() / (255 if images.dtype == torch.uint8 else 1)).flatten(1)  # noqa: E731
+    result = memorisation(flat(train), flat(torch.rand(20, 1, 16, 16)), flat((fakes + 1) / 2))
+    fig = plot_memorisation(result, fakes, train, closest=3, path=tmp_path / "memorisation.png")
+    hist, pairs = fig.axes
+    assert "3 closest fakes" in pairs.get_title() and (tmp_path / "memorisation.png").stat().st_size > 0
+    assert sorted(result.fake_nearest_index[np.argsort(result.fake_distance)[:3]].tolist()) == [0, 1, 2]
+    assert "30.0% of fakes" in hist.get_legend().get_texts()[-1].get_text()

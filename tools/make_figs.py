@@ -1,4 +1,5 @@
-"""Regenerate figs/ from a real training run: `python tools/make_figs.py [--run-dir DIR] [--epochs N] [--only W]`.
+"""Regenerate figs/ from a real training run: `python tools/make_figs.py [--run-dir DIR] [--epochs N] [--only W]
+[--figs-dir DIR]`.
 
 Trains (or resumes) the demo preset on mnist-5k with FID every epoch, then writes the sample grid, loss and
 D-output curves, the progress GIF, lerp vs slerp interpolation grids, a vector-arithmetic grid and FID over
@@ -24,7 +25,7 @@ from dcganlib.models import generate, make_noise
 from dcganlib.pretrained import load_generator
 from dcganlib.viz import make_gif, plot_d_outputs, plot_directions, plot_losses, plot_metric, save_grid
 
-FIGS = Path(__file__).resolve().parents[1] / "figs"
+FIGS = Path(__file__).resolve().parents[1] / "figs"  # --figs-dir writes elsewhere (the test does)
 
 
 def digit_latents(generator, z_dim: int, digit: int, count: int, pool: int = 2000) -> torch.Tensor:
@@ -34,11 +35,11 @@ def digit_latents(generator, z_dim: int, digit: int, count: int, pool: int = 200
     return noise[probabilities[:, digit].topk(count).indices]
 
 
-def directions_figure() -> None:
+def directions_figure(figs: Path) -> None:
     """Notebook 05's directions (4 principal, towards 0, 1 and 7) of the shipped generator, swept from seed 0."""
     generator = load_generator()
     found = directions.principal_directions(generator, 4) + directions.class_directions(generator, [0, 1, 7])
-    plot_directions(generator, found, make_noise(1, generator.z_dim, seed=0), path=FIGS / "directions.png")
+    plot_directions(generator, found, make_noise(1, generator.z_dim, seed=0), path=figs / "directions.png")
 
 
 def main(argv=None) -> None:
@@ -47,9 +48,11 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--epochs", type=int, help="default: the preset's own")
     parser.add_argument("--only", choices=["directions"], help="draw only these figures, without training")
+    parser.add_argument("--figs-dir", type=Path, default=FIGS, help="where the figures go (default: figs/)")
     args = parser.parse_args(argv)
-    FIGS.mkdir(exist_ok=True)
-    directions_figure()
+    figs = args.figs_dir
+    figs.mkdir(parents=True, exist_ok=True)
+    directions_figure(figs)
     if args.only:
         return
 
@@ -61,24 +64,24 @@ def main(argv=None) -> None:
     seconds = time.monotonic() - started
     history, generator, z_dim = trainer.history, trainer.sampling_generator, config.z_dim
 
-    save_grid(trainer.sample(), FIGS / "samples.png")
-    plot_losses(history, FIGS / "losses.png")
-    plot_d_outputs(history, FIGS / "d_outputs.png")
-    plot_metric(history, "fid", FIGS / "fid.png", log_scale=True)
-    make_gif(trainer.run_dir, FIGS / "progress.gif", fps=3)
+    save_grid(trainer.sample(), figs / "samples.png")
+    plot_losses(history, figs / "losses.png")
+    plot_d_outputs(history, figs / "d_outputs.png")
+    plot_metric(history, "fid", figs / "fid.png", log_scale=True)
+    make_gif(trainer.run, figs / "progress.gif", fps=3)
     starts, ends = make_noise(4, z_dim, seed=1), make_noise(4, z_dim, seed=2)
     for method in ("lerp", "slerp"):
-        save_grid(interpolation_grid(generator, starts, ends, steps=10, method=method), FIGS / f"{method}.png", nrow=10)
+        save_grid(interpolation_grid(generator, starts, ends, steps=10, method=method), figs / f"{method}.png", nrow=10)
     # "7 - 1 + 0": each term averages three latents, as the DCGAN paper does for faces.
     arithmetic = vector_arithmetic(generator, *(digit_latents(generator, z_dim, d, 3) for d in (7, 1, 0)))
-    save_grid(arithmetic, FIGS / "arithmetic.png", nrow=4)
+    save_grid(arithmetic, figs / "arithmetic.png", nrow=4)
     facts = {"preset": args.preset, "dataset": "mnist-5k", "epochs": trainer.epoch, "steps": trainer.step,
              "device": str(trainer.device), "cpu": platform.processor() or platform.machine(),
              "train_seconds_this_call": round(seconds, 1),
              "epoch_seconds_total": round(sum(history["epoch"]["seconds"]), 1),
              "fid_by_epoch": [round(f, 1) for f in history["epoch"]["fid"] if f is not None],
              "ema_decay": config.ema_decay, "precision": config.precision}
-    (FIGS / "run.json").write_text(json.dumps(facts, indent=2))
+    (figs / "run.json").write_text(json.dumps(facts, indent=2))
     print(json.dumps(facts, indent=2))
 
 

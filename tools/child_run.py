@@ -1,6 +1,6 @@
 """Training in a child process that a parent kills at a printed event, then resumes; checkpoints compared bit for bit.
 
-As a script, `python benchmarks/child_run.py CONFIG_YAML RUN_DIR` trains in RUN_DIR (resuming from its newest
+As a script, `python tools/child_run.py CONFIG_YAML RUN_DIR` trains in RUN_DIR (resuming from its newest
 checkpoint) and prints `INFO {json}` once the Trainer is built, then `EPOCH n` after each epoch's checkpoint. Two
 events make it wait, until the parent sends a line (go on) or kills it: `--pause-in-epoch E` prints `PAUSED` halfway
 through epoch E, and `--hang-in-save E` prints `SAVING` once the save of epoch E has written its temp file, before
