@@ -1,5 +1,6 @@
 """What a Trainer is made of: its networks (with the EMA copy), its optimizers, the forward passes it trains
-through (DDP, torch.compile) and its batches. Each builder draws from the global RNG only as its docstring says."""
+through (DDP, torch.compile), its batches and the fixed noise of its sample grids. Each builder draws from the
+global RNG only as its docstring says."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from . import distributed
 from .config import Config, ConfigError
 from .data import BatchLoader, load_dataset
 from .ema import AveragedGenerator
-from .models import build_models
-from .seeds import stream_seed
+from .models import build_models, make_noise
+from .seeds import stream_generator, stream_seed
 
 
 def build_networks(config: Config, device: torch.device, group: distributed.Group,
@@ -88,3 +89,17 @@ def build_loader(config: Config, device: torch.device, group: distributed.Group,
     return BatchLoader(dataset, config.batch_size, seed=stream_seed(config.seed, "data_order"), device=device,
                        resident=config.resident_data, memory_format=memory_format, rank=group.rank,
                        world_size=group.world_size, labelled=conditional)
+
+
+def fixed_samples(config: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """The noise (and labels) behind every epoch's sample grid, and the grid's columns.
+
+    Unconditional: sample_count latents, 8 a row. Conditional: one row per class, whose columns share their latent
+    from row to row, so that each column keeps its style while the class changes.
+    """
+    stream = stream_generator(config.seed, "fixed_noise")
+    if not config.num_classes:
+        return make_noise(config.sample_count, config.z_dim, generator=stream).to(device), None, 8
+    columns = max(1, config.sample_count // config.num_classes)
+    noise = make_noise(columns, config.z_dim, generator=stream).repeat(config.num_classes, 1, 1, 1)
+    return noise.to(device), torch.arange(config.num_classes).repeat_interleave(columns).to(device), columns

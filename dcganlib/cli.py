@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
@@ -35,7 +34,7 @@ USER_ERRORS = (UsageError, ConfigError, checkpoint.CheckpointError, DatasetUnava
 
 
 def _train(args) -> None:
-    run_dir = Path(args.run_dir)
+    run_dir = RunDir.open(args.run_dir)  # opened once: the checkpoint search, the Trainer and the report share it
     given = {field.name: getattr(args, field.name) for field in flag_fields()}
     overrides = {name: value for name, value in given.items() if value is not None}
     requested = Config.load_yaml(args.config) if args.config else None  # a bad file fails before any loading
@@ -43,7 +42,7 @@ def _train(args) -> None:
     if requested is not None:
         config = Config.from_dict({**requested.to_dict(), **overrides})
     elif found and not args.preset:  # a bare re-run resumes with the checkpoint's config and the options given
-        config = Config.from_dict({**found[0]["config"], **overrides})
+        config = Config.from_dict({**checkpoint.TrainingState.from_dict(found[0]).config, **overrides})
     else:
         config = Config.from_preset(args.preset or "mnist28", **overrides)
     if args.conditional and not config.num_classes:
@@ -59,10 +58,8 @@ def _train(args) -> None:
         return
     paths = viz.write_report(trainer.run, trainer.history, trainer.sampling_generator, trainer.fixed_noise,
                              nrow=trainer.grid_columns, labels=trainer.fixed_labels)
-    # The newest checkpoint is the one holding the trainer's state: named from it, not searched for and loaded.
-    newest = trainer.run.located(trainer.run.checkpoint(trainer.epoch, trainer.batch_in_epoch))
     print(f"Trained to epoch {trainer.epoch} in {time.monotonic() - started:.0f} s. Wrote:")
-    for path in [*paths.values(), newest]:
+    for path in [*paths.values(), trainer.run.located(trainer.newest_checkpoint)]:
         print(f"  {path}")
 
 
@@ -101,7 +98,7 @@ def _gif(args) -> None:
 
 
 def _plot(args) -> None:
-    history = checkpoint.require_latest(args.run_dir)[0]["history"]
+    history = checkpoint.TrainingState.from_dict(checkpoint.require_latest(args.run_dir)[0]).history
     out_dir = args.out_dir or args.run_dir
     out = RunDir(out_dir)
     for plot, path in ((viz.plot_losses, out.losses), (viz.plot_d_outputs, out.d_outputs)):
@@ -126,11 +123,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--" + field.name.replace("_", "-"), **options)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="python -m dcganlib", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_train_command(commands) -> None:
     train = commands.add_parser("train", help="train, or resume the run in --run-dir")
     train.add_argument("--run-dir", required=True, help="folder for checkpoints, samples and plots")
     train.add_argument("--preset", choices=sorted(PRESETS), help="network preset (default mnist28 for a new run)")
@@ -143,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                        "BatchNorm in G, a projection D with a classifier, D at least 32 wide)")
     train.set_defaults(func=_train)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="python -m dcganlib", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_train_command(commands)
     sample = commands.add_parser("sample", help="write a grid of samples from a run's newest checkpoint")
     sample.add_argument("--run-dir", required=True)
     sample.add_argument("--n", type=int, default=64)

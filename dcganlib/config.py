@@ -16,9 +16,11 @@ from . import storage
 from .augment import AUGMENTATIONS
 from .catalog import DATASETS, FOLDER_PREFIX, class_names, no_classes_message
 from .losses import LOSSES as LOSS_TABLE
+from .scores import METRICS as METRIC_TABLE
 
 IMAGE_SIZES = (16, 28, 32, 64, 128)
 LOSSES = tuple(LOSS_TABLE)  # non-saturating, minimax, hinge, wgan-gp
+RENAMED = {"fid_every": "eval_every", "fid_samples": "eval_samples"}  # fields of earlier versions: today's names
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # torch.compile modes; the last two replay the step as CUDA graphs on a GPU (fewer kernel launches).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
@@ -137,10 +139,16 @@ class Config:
     augment: str = _field("", RECIPE, flag="DiffAugment of D's inputs for small data sets, e.g. translation,cutout")
     # moving average of G's weights used for samples (0 turns it off): smoother images
     ema_decay: float = _field(0.999, RECIPE, flag="e.g. 0.999 to sample from an averaged generator")
-    # > 0: FID every this many epochs, keeping checkpoints/best.pt (digits: offline; else Inception, pytorch-fid)
-    fid_every: int = _field(0, RUN_CONTROL)
-    # generated images per FID evaluation (compare FIDs only at equal counts)
-    fid_samples: int = _field(1000, RUN_CONTROL)
+    # > 0: measure `metrics` every this many epochs, keeping checkpoints/best.pt by `best_metric`, on the features of
+    # the shipped MNIST classifier for grey digits, else of Inception (pytorch-fid)
+    eval_every: int = _field(0, RUN_CONTROL)
+    # generated images per evaluation (compare scores only at equal counts)
+    eval_samples: int = _field(1000, RUN_CONTROL)
+    # comma list of scores.METRICS: fid, kid, precision_recall
+    metrics: str = _field("fid", RUN_CONTROL, flag="what each evaluation measures: a comma list of fid, kid, "
+                          "precision_recall")
+    # the history column that picks best.pt: fid or kid (lowest wins), precision or recall (highest wins)
+    best_metric: str = _field("fid", RUN_CONTROL)
     # auto: what devices.py picks (fp16 + GradScaler on a T4, bf16 where the hardware has it)
     precision: str = _field("auto", RECIPE, flag="auto: the device's fastest safe choice", choices=PRECISIONS)
     channels_last: bool = _field(True, RECIPE)  # NHWC memory layout: faster convolutions on CPU and tensor cores
@@ -199,8 +207,20 @@ class Config:
 
     @property
     def offline_fid(self) -> bool:
-        """FID by the shipped MNIST classifier (grey digits); otherwise the standard Inception FID (pytorch-fid)."""
-        return self.dataset in ("mnist-5k", "mnist") and self.channels == 1
+        """Scores on the shipped MNIST classifier's features (grey digits); otherwise on Inception's (pytorch-fid)."""
+        known = DATASETS.get(self.dataset)
+        return known is not None and known.scored_offline and self.channels == 1
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The metrics of `metrics`, in order."""
+        return tuple(name.strip() for name in self.metrics.split(",") if name.strip())
+
+    @property
+    def score_columns(self) -> tuple[str, ...]:
+        """The history columns that `metrics` fill, in order."""
+        return tuple(column for name in self.metric_names if name in METRIC_TABLE
+                     for column in METRIC_TABLE[name].columns)
 
     @property
     def augment_policy(self) -> tuple[str, ...]:
@@ -225,6 +245,13 @@ class Config:
         for name, allowed in (("loss", LOSSES), ("precision", PRECISIONS), ("compile_mode", COMPILE_MODES)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: unknown {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
+        unknown_metrics = [name for name in self.metric_names if name not in METRIC_TABLE]
+        if unknown_metrics or not self.metric_names:
+            raise ConfigError(f"metrics: {(unknown_metrics or [self.metrics])[0]!r} is not a metric; give a comma list "
+                              f"of {', '.join(METRIC_TABLE)}")
+        if self.best_metric not in self.score_columns:
+            raise ConfigError(f"best_metric: {self.best_metric!r} is not measured; choose one of "
+                              f"{', '.join(self.score_columns)} (or add its metric to metrics)")
         unknown = [name for name in self.augment_policy if name not in AUGMENTATIONS]
         if unknown:
             raise ConfigError(f"augment: {unknown[0]!r} is not an augmentation; give a comma list of "
@@ -235,9 +262,9 @@ class Config:
 
     def _check_counts(self) -> None:
         for name in ("z_dim", "g_features", "d_features", "batch_size", "epochs", "sample_count",
-                     "keep_checkpoints", "fid_every", "fid_samples"):
+                     "keep_checkpoints", "eval_every", "eval_samples"):
             value = getattr(self, name)
-            minimum = 0 if name in ("epochs", "fid_every") else 1
+            minimum = 0 if name in ("epochs", "eval_every") else 1
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
                 raise ConfigError(f"{name}: {value!r} must be a positive whole number")
 
@@ -267,14 +294,13 @@ class Config:
         if not count or known is None or len(known.classes) == count:
             return
         if not known.classes:
-            raise ConfigError(f"num_classes: {self.dataset} has no class labels; train it unconditionally "
-                              "(num_classes 0), or give a folder with one sub-folder of images per class")
+            raise ConfigError(f"num_classes: {no_classes_message(self.dataset)}")
         raise ConfigError(f"num_classes: {self.dataset} has {len(known.classes)} classes, not {count}; set "
                           f"num_classes to {len(known.classes)}, or to 0 to train unconditionally")
 
     def _check_combinations(self) -> None:
-        if self.loss == "wgan-gp" and self.batch_norm:
-            raise ConfigError("batch_norm: must be False with loss 'wgan-gp' (BatchNorm mixes the samples "
+        if self.batch_norm and not LOSS_TABLE[self.loss].allows_batch_norm_in_d:
+            raise ConfigError(f"batch_norm: must be False with loss {self.loss!r} (BatchNorm mixes the samples "
                               "that the gradient penalty treats one by one)")
         if self.label_smoothing and not LOSS_TABLE[self.loss].takes_label_smoothing:
             raise ConfigError(f"label_smoothing: smooths BCE targets, and loss {self.loss!r} has none; set it to 0, "
@@ -290,7 +316,8 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict) -> Config:
-        """Build from plain data; an unknown key is an error naming it."""
+        """Build from plain data (older field names read as today's); an unknown key is an error naming it."""
+        data = {RENAMED.get(name, name): value for name, value in data.items()}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

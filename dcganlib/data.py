@@ -23,7 +23,6 @@ from .prepared import PreparedStore, prepared_name
 from .sources import DatasetUnavailableError, ImageSource
 
 # Looked up by attribute at call time (not bound here) so tests can monkeypatch torchvision.datasets.
-_TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
 def _to_float(x: Tensor, out: Tensor | None = None) -> Tensor:
@@ -83,7 +82,7 @@ def load_mnist_5k() -> tuple[Tensor, Tensor]:
 def _torchvision_images(name: str, root: Path, download: bool) -> tuple[Tensor, Tensor]:
     """The train split of a torchvision data set as uint8 (N, C, H, W) images, read from its in-memory array, and
     their int64 labels."""
-    cls = getattr(datasets, _TORCHVISION_CLASSES[name])
+    cls = getattr(datasets, DATASETS[name].torchvision_class)
     try:
         ds = cls(root=str(root), train=True, download=download)
     except (RuntimeError, OSError) as e:
@@ -144,15 +143,14 @@ def load_dataset(
         raise ValueError(f"image_size must be positive, got {image_size}")
     if labelled and name in DATASETS and not DATASETS[name].classes:
         raise DatasetUnavailableError(no_classes_message(name))
-    if name.startswith(FOLDER_PREFIX) or name == "celeba":
-        dataset = _prepared_dataset(name, colab.data_directory(root), image_size, channels, download, labelled)
-    elif name == "mnist-5k" or name in _TORCHVISION_CLASSES:
-        images, labels = (load_mnist_5k() if name == "mnist-5k"
-                          else _torchvision_images(name, colab.data_directory(root), download))
-        dataset = TensorImages(_prepare(images, image_size, channels), labels, DATASETS[name].classes)
-    else:
+    if not name.startswith(FOLDER_PREFIX) and name not in DATASETS:
         raise unknown_dataset(name)
-    return dataset
+    loads_as = "prepared" if name.startswith(FOLDER_PREFIX) else DATASETS[name].loads_as
+    if loads_as == "prepared":
+        return _prepared_dataset(name, colab.data_directory(root), image_size, channels, download, labelled)
+    images, labels = (load_mnist_5k() if loads_as == "embedded"
+                      else _torchvision_images(name, colab.data_directory(root), download))
+    return TensorImages(_prepare(images, image_size, channels), labels, DATASETS[name].classes)
 
 
 class BatchLoader:

@@ -21,6 +21,6 @@ def fid_and_classes_per_epoch(config: Config, run_dir, *, probe_samples: int = 1
     def count_classes(trainer: Trainer) -> None:
         classes.append(mode_coverage(trainer.sample(probe))["classes_covered"])
 
-    trainer = Trainer(dataclasses.replace(config, fid_every=1), run_dir, resume=False, progress=False, log=log)
+    trainer = Trainer(dataclasses.replace(config, eval_every=1), run_dir, resume=False, progress=False, log=log)
     trainer.fit(on_epoch_end=count_classes)
     return {"fid": trainer.history["epoch"]["fid"], "classes": classes}

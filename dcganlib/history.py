@@ -1,8 +1,10 @@
-"""A run's history: losses and D's outputs per batch and per epoch, with the epochs' times and FIDs.
+"""A run's history: losses and D's outputs per batch and per epoch, with the epochs' times and scores.
 
 Its `data` is the plain dict that checkpoints store and the plots read:
     {"batch": {"step": [...], "loss_d": [...], "loss_g": [...], "d_real": [...], "d_fake": [...]},
-     "epoch": {"epoch": [...], "loss_d": [...], ..., "seconds": [...], "fid": [...]}}
+     "epoch": {"epoch": [...], "loss_d": [...], ..., "seconds": [...], "fid": [...], ...}}
+with one epoch column per score the run measures (scores.METRICS' columns: fid, kid, precision, recall), None in the
+epochs it was not measured.
 """
 
 from __future__ import annotations
@@ -22,10 +24,13 @@ LABELS = {"loss_d": "loss_D", "loss_g": "loss_G", "d_real": "D(x)", "d_fake": "D
 SYNC_EVERY = 10  # batches whose stats wait on the device: reading them back makes the CPU wait for the GPU
 
 
-def empty_history() -> dict:
-    """The history of a run that has not trained yet."""
+NOT_SCORES = ("epoch", *STAT_NAMES, "seconds")  # the epoch columns every history has; the others are scores
+
+
+def empty_history(scores: tuple[str, ...] = ("fid",)) -> dict:
+    """The history of a run that has not trained yet and measures the columns `scores`."""
     return {"batch": {"step": [], **{name: [] for name in STAT_NAMES}},
-            "epoch": {"epoch": [], **{name: [] for name in STAT_NAMES}, "seconds": [], "fid": []}}
+            "epoch": {"epoch": [], **{name: [] for name in STAT_NAMES}, "seconds": [], **{name: [] for name in scores}}}
 
 
 def _append(batch_history: dict, pending: list[torch.Tensor], last_step: int) -> None:
@@ -43,9 +48,10 @@ def _append(batch_history: dict, pending: list[torch.Tensor], last_step: int) ->
 class History:
     """Collects each batch's (loss_d, loss_g, D(x), D(G(z))) without waiting for the device, averaged over ranks."""
 
-    def __init__(self, group: distributed.Group = distributed.SINGLE, data: dict | None = None):
+    def __init__(self, group: distributed.Group = distributed.SINGLE, data: dict | None = None,
+                 scores: tuple[str, ...] = ("fid",)):
         self.group = group
-        self.data = data if data is not None else empty_history()
+        self.data = data if data is not None else empty_history(scores)
         self._pending: list[torch.Tensor] = []  # stats of the newest batches, still on the device
         self._bar: tqdm | None = None  # the epoch's progress bar while `progress` runs
 
@@ -86,19 +92,22 @@ class History:
         _append(copied["batch"], self._pending, step)
         return copied
 
-    def end_epoch(self, epoch: int, batches: int, seconds: float, fid: float | None) -> None:
-        """Record epoch `epoch`: the means of its `batches` batches' stats, its wall time and its FID (or None)."""
-        epochs, batch_history = self.data["epoch"], self.data["batch"]
+    def end_epoch(self, epoch: int, batches: int, seconds: float, scores: dict[str, float] | None = None) -> None:
+        """Record epoch `epoch`: the means of its `batches` batches' stats, its wall time and its `scores` (None in
+        every score column when it was not measured; a score new to this history gets a column of its own)."""
+        epochs, batch_history, scores = self.data["epoch"], self.data["batch"], scores or {}
         epochs["epoch"].append(epoch)
         for name in STAT_NAMES:
             epochs[name].append(float(np.mean(batch_history[name][-batches:])))
         epochs["seconds"].append(seconds)
-        epochs["fid"].append(fid)
-
+        for name in scores:
+            epochs.setdefault(name, [None] * (len(epochs["epoch"]) - 1))
+        for name in [name for name in epochs if name not in NOT_SCORES]:
+            epochs[name].append(scores.get(name))
 
 
 class TensorBoardLog:
-    """Each epoch's stats and FID as TensorBoard scalars in `log_dir` (needs the tensorboard package)."""
+    """Each epoch's stats and scores as TensorBoard scalars in `log_dir` (needs the tensorboard package)."""
 
     def __init__(self, log_dir: Path):
         try:
@@ -110,7 +119,7 @@ class TensorBoardLog:
     def write_epoch(self, history: History) -> None:
         """The newest epoch of `history`, its measured values only."""
         epochs = history.data["epoch"]
-        for name in (*STAT_NAMES, "fid"):
+        for name in [name for name in epochs if name not in ("epoch", "seconds")]:
             if epochs[name][-1] is not None:
                 self.writer.add_scalar(name, epochs[name][-1], epochs["epoch"][-1])
         self.writer.flush()

@@ -59,20 +59,26 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
 
 @dataclass(frozen=True)
 class GanLoss:
-    """A GAN loss: D's half (on real and fake logits), G's half (on fake logits), and whether D's half takes
-    one-sided label smoothing."""
+    """A GAN loss: D's half (on real and fake logits), G's half (on fake logits), whether D's half takes one-sided
+    label smoothing, and whether the gradient penalty (weight Config.gp_weight) joins D's loss."""
 
     discriminator: Callable[..., Tensor]
     generator: Callable[[Tensor], Tensor]
     takes_label_smoothing: bool = False
+    with_gradient_penalty: bool = False
+
+    @property
+    def allows_batch_norm_in_d(self) -> bool:
+        """BatchNorm mixes the samples of a batch, which the gradient penalty treats one by one."""
+        return not self.with_gradient_penalty
 
 
-# Every loss by its Config name (the gradient penalty of wgan-gp is added by the trainer).
+# Every loss by its Config name.
 LOSSES: dict[str, GanLoss] = {
     "non-saturating": GanLoss(d_bce_loss, g_non_saturating_loss, takes_label_smoothing=True),
     "minimax": GanLoss(d_bce_loss, g_minimax_loss, takes_label_smoothing=True),
     "hinge": GanLoss(d_hinge_loss, g_hinge_loss),
-    "wgan-gp": GanLoss(d_wasserstein_loss, g_hinge_loss),
+    "wgan-gp": GanLoss(d_wasserstein_loss, g_hinge_loss, with_gradient_penalty=True),
 }
 
 

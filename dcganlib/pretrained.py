@@ -16,10 +16,11 @@ _ADVICE = "Point to a run dir, a checkpoint, or a file written by export_generat
 def export_generator(run_dir, path=None) -> Path:
     """Write the newest checkpoint's generator (its EMA copy when kept) as a small file; returns its path."""
     state, source = checkpoint.require_latest(run_dir)
-    exported = {"generator": _sampling_weights(state), "architecture": _architecture(state, source),
-                "epoch": state["epoch"], "source": source.name, "format_version": checkpoint.FORMAT_VERSION}
-    if state.get("class_names"):  # a conditional generator keeps the names of its classes
-        exported["class_names"] = state["class_names"]
+    saved = checkpoint.TrainingState.from_dict(state)
+    exported = {"generator": saved.sampling_weights, "architecture": _architecture(state, source),
+                "epoch": saved.epoch, "source": source.name, "format_version": checkpoint.FORMAT_VERSION}
+    if saved.class_names:  # a conditional generator keeps the names of its classes
+        exported["class_names"] = saved.class_names
     if path:
         return checkpoint.save_atomic(exported, Path(path))
     run = RunDir.of(run_dir)

@@ -3,7 +3,7 @@
     <run_dir>/
         config.yaml                       the run's Config
         checkpoints/ckpt_epoch_0007.pt    resumable state after 7 epochs (..._batch_000123.pt mid-epoch)
-        checkpoints/best.pt               the state with the lowest FID so far (fid_every > 0)
+        checkpoints/best.pt               the state with the best best_metric so far (eval_every > 0)
         samples/epoch_0007.png            the fixed-noise grid after epoch 7 (frames of the GIF)
         generator.pt                      a small exported generator for sampling and latent walks
         grid.png losses.png d_outputs.png progress.gif    the report
@@ -105,7 +105,7 @@ class RunDir(os.PathLike):
 
     @property
     def best(self) -> Path:
-        """The checkpoint with the best FID so far."""
+        """The checkpoint with the best `best_metric` so far."""
         return self.checkpoint_dir / "best.pt"
 
     @property

@@ -20,7 +20,7 @@ STREAMS = {
     "data_order": 0,  # BatchLoader's seed: one permutation of the data per epoch, drawn from (seed, epoch)
     "noise": 1,  # the z of every training step, on the training device
     "fixed_noise": 2,  # the z behind every epoch's sample grid (kept in the checkpoint)
-    "fid": 3,  # the z of every FID evaluation: the same latents each time
+    "evaluation": 3,  # the z of every evaluation (Config.metrics): the same latents each time
     "augment": 4,  # DiffAugment's draws, on the training device
     "recalibration": 5,  # the z behind the EMA generator's own BatchNorm statistics
 }

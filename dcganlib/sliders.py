@@ -54,10 +54,7 @@ class LatentExplorer:
                                 style={"description_width": "initial"})
             for direction in self.directions
         ]
-        # A conditional generator also draws a chosen class: a picker of its classes, by name.
-        names = getattr(generator, "class_names", ()) if getattr(generator, "num_classes", 0) else ()
-        self.class_picker = widgets.Dropdown(options=[(name, label) for label, name in enumerate(names)],
-                                             description="class") if names else None
+        self.class_picker = _class_picker(generator)
         self.image = widgets.Image(format="png")
         self.image.add_class("dcgan-latent-image")
         pickers = [self.seed_picker, self.second_seed, *([self.class_picker] if self.class_picker else [])]
@@ -104,6 +101,14 @@ class LatentExplorer:
 
         def _ipython_display_(self, **kwargs):
             return self.widget._ipython_display_(**kwargs)
+
+
+def _class_picker(generator) -> widgets.Dropdown | None:
+    """A conditional generator also draws a chosen class: a picker of its classes, by name (else None)."""
+    names = getattr(generator, "class_names", ()) if getattr(generator, "num_classes", 0) else ()
+    if not names:
+        return None
+    return widgets.Dropdown(options=[(name, label) for label, name in enumerate(names)], description="class")
 
 
 def latent_sliders(

@@ -1,15 +1,14 @@
 """The DCGAN training loop: per-epoch checkpoints, exact resume, progress bars and sample frames.
 
 `Trainer.fit` is one loop over epochs and batches; its side jobs are small objects of their own: the run folder
-and its lock (`runs`), the random streams (`seeds`), the EMA generator (`ema`), the history (`history`) and FID
-with best.pt (`evaluation`). Under `torchrun --nproc-per-node N` the same loop trains data-parallel (see
-`distributed`): every process takes its share of each batch, rank 0 alone writes files, and a checkpoint holds
-every rank's RNG states.
+and its lock (`runs`), the step (`step`), the random streams (`seeds`), the EMA generator (`ema`), the history
+(`history`) and the metrics with best.pt (`evaluation`); what a checkpoint holds is `checkpoint.TrainingState`.
+Under `torchrun --nproc-per-node N` the same loop trains data-parallel (see `distributed`): every process takes its
+share of each batch, rank 0 alone writes files, and a checkpoint holds every rank's RNG states.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 import weakref
 from collections.abc import Callable
@@ -18,32 +17,17 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, distributed, runs
-from .augment import diff_augment
-from .build import build_loader, build_networks, build_optimizers, training_forwards
+from .build import build_loader, build_networks, build_optimizers, fixed_samples, training_forwards
 from .config import Config
 from .devices import autocast_dtype, pick_device
-from .evaluation import FidTracker
+from .evaluation import Evaluation
 from .history import SYNC_EVERY, History, TensorBoardLog
 from .images import write_grid
-from .losses import class_loss, discriminator_loss, generator_loss, gradient_penalty
-from .models import adversarial_logits, generate, make_noise
-from .seeds import TrainingStreams, stream_generator
+from .models import generate
+from .seeds import TrainingStreams
+from .step import TrainingStep
 
 RUN_DIR_ERRORS = (runs.RunDirInUseError, runs.RunTakenOverError, runs.RunDirUnwritableError)
-
-
-def fixed_samples(config: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None, int]:
-    """The noise (and labels) behind every epoch's sample grid, and the grid's columns.
-
-    Unconditional: sample_count latents, 8 a row. Conditional: one row per class, whose columns share their latent
-    from row to row, so that each column keeps its style while the class changes.
-    """
-    stream = stream_generator(config.seed, "fixed_noise")
-    if not config.num_classes:
-        return make_noise(config.sample_count, config.z_dim, generator=stream).to(device), None, 8
-    columns = max(1, config.sample_count // config.num_classes)
-    noise = make_noise(columns, config.z_dim, generator=stream).repeat(config.num_classes, 1, 1, 1)
-    return noise.to(device), torch.arange(config.num_classes).repeat_interleave(columns).to(device), columns
 
 
 def _quiet(message: str) -> None:
@@ -95,21 +79,23 @@ class Trainer:
                                                                self.amp_dtype)
         self.streams = TrainingStreams(cfg.seed, device, self.group)
         self.fixed_noise, self.fixed_labels, self.grid_columns = fixed_samples(cfg, device)
-        self._g_forward, self._d_forward, self._d_forward_for_g = training_forwards(
-            cfg, self.generator, self.discriminator, device, self.group)
+        forwards = training_forwards(cfg, self.generator, self.discriminator, device, self.group)
+        self._step = TrainingStep(cfg, self.generator, self.discriminator, self.opt_g, self.opt_d, self.scaler,
+                                  forwards, self.streams, self.ema, self.group, self.amp_dtype)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # autotuned convolutions: a run's shapes never change
         self.loader = build_loader(cfg, device, self.group, memory_format)
         self.class_names = self.loader.dataset.class_names if cfg.num_classes else ()
-        self.fid = FidTracker(cfg, device, self.loader)
+        self.evaluation = Evaluation(cfg, device, self.loader)
         if self.group.is_main:
-            self.fid.prepare()
+            self.evaluation.prepare()
         self._tensorboard = TensorBoardLog(self.run.tensorboard) if cfg.tensorboard and self.group.is_main else None
 
     def _restore_or_start(self, found: tuple[dict, Path] | None) -> None:
         """Continue from the checkpoint `found`, or start at step 0; says which."""
         self.epoch = self.batch_in_epoch = self.step = 0
-        self._history = History(self.group)
+        self._history = History(self.group, scores=self.config.score_columns)
+        self.newest_checkpoint = None if found is None else found[1]  # the checkpoint holding the state trained to
         if found is None:
             self.log(f"Starting fresh in {self.run.path}.")
             return
@@ -137,8 +123,8 @@ class Trainer:
         try:
             while self.epoch < target:
                 seconds = self._train_epoch(target)
-                fid = self._end_epoch(seconds)
-                self._save_epoch(fid)
+                scores = self._end_epoch(seconds)
+                self._save_epoch(scores)
                 if on_epoch_end is not None:
                     on_epoch_end(self)
         except KeyboardInterrupt:
@@ -176,70 +162,9 @@ class Trainer:
         self._history.add(stats, self.step)
 
     def train_step(self, real: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """One D update then one G update (for a conditional run, the fakes drawn with the real images' labels);
-        returns (loss_d, loss_g, D(x), D(G(z))) on the device."""
-        cfg = self.config
-        # Every process draws the whole batch's noise and takes its rows: the same z as in one process.
-        z = distributed.share_of(make_noise(real.size(0) * self.group.world_size, cfg.z_dim, device=self.device,
-                                            generator=self.streams.noise), self.group)
-        # (1) Update D: maximise log D(x) + log(1 - D(G(z))). detach() stops this loss from reaching G.
-        with self._autocast():
-            fake = self._g_forward(z, *self._given(labels))
-            loss_d, real_logits, fake_logits = self._discriminator_loss(real, fake.detach(), labels)
-        if cfg.loss == "wgan-gp":
-            critic = functools.partial(self._critic, labels=labels)
-            loss_d = loss_d + cfg.gp_weight * gradient_penalty(critic, real, fake.float(), self.streams.noise)
-        self.opt_d.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_d).backward()
-        self.scaler.step(self.opt_d)
-        # (2) Update G: maximise log D(G(z)) (non-saturating), through the freshly updated D. D's own weight
-        # gradients would be thrown away before its next step, so they are not computed.
-        self.discriminator.requires_grad_(False)
-        with self._autocast():
-            scores = self._d_forward_for_g(self._augment(fake), *self._given(labels))
-            loss_g = generator_loss(cfg.loss, adversarial_logits(scores).float()) + self._class_loss(scores, labels)
-        self.opt_g.zero_grad(set_to_none=True)
-        self.scaler.scale(loss_g).backward()
-        self.discriminator.requires_grad_(True)
-        self.scaler.step(self.opt_g)
-        self.scaler.update()
-        if self.ema is not None:
-            self.ema.update(self.generator, self.step)
-        return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(real_logits.detach().float()).mean(),
-                            torch.sigmoid(fake_logits.detach().float()).mean()])
-
-    def _discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor,
-                            labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """D's loss on a real and a (detached) fake batch, with its logits on each; a conditional D's auxiliary
-        classifier learns the classes of both."""
-        real_scores = self._d_forward(self._augment(real), *self._given(labels))
-        fake_scores = self._d_forward(self._augment(fake), *self._given(labels))
-        real_logits, fake_logits = adversarial_logits(real_scores), adversarial_logits(fake_scores)
-        loss = discriminator_loss(self.config.loss, real_logits.float(), fake_logits.float(),
-                                  self.config.label_smoothing)
-        return loss + self._class_loss(real_scores, labels) + self._class_loss(fake_scores, labels), real_logits, \
-            fake_logits
-
-    @staticmethod
-    def _given(labels: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """What a conditional G or D takes besides its input: the labels (nothing for an unconditional run)."""
-        return () if labels is None else (labels,)
-
-    @staticmethod
-    def _class_loss(scores, labels: torch.Tensor | None) -> torch.Tensor | float:
-        """The auxiliary classifier's loss on a conditional D's scores; 0 for an unconditional run."""
-        return 0.0 if labels is None else class_loss(scores[1].float(), labels)
-
-    def _critic(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """D's real/fake logits alone, for the gradient penalty."""
-        return adversarial_logits(self._d_forward(images, *self._given(labels)))
-
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
-
-    def _augment(self, images: torch.Tensor) -> torch.Tensor:
-        """What D sees of a batch: the images through the run's DiffAugment policy (unchanged without one)."""
-        return diff_augment(images, self.config.augment_policy, self.streams.augment)
+        """One D update then one G update (step.TrainingStep); returns (loss_d, loss_g, D(x), D(G(z))) on the
+        device."""
+        return self._step(real, labels, self.step)
 
     def _mid_epoch_save_due(self, last_save: float) -> bool:
         """checkpoint_minutes have passed since the last save, and the epoch's own checkpoint is not next."""
@@ -249,26 +174,27 @@ class Trainer:
         due = time.monotonic() - last_save >= 60 * minutes and self.batch_in_epoch < len(self.loader)
         return bool(distributed.broadcast(due, self.group))
 
-    def _end_epoch(self, seconds: float) -> float | None:
-        """Count the epoch, give the EMA generator its own BatchNorm statistics, measure FID when it is due (on
-        rank 0, shared with every rank) and record the epoch in the history; returns the FID, or None."""
+    def _end_epoch(self, seconds: float) -> dict[str, float] | None:
+        """Count the epoch, give the EMA generator its own BatchNorm statistics, measure the metrics when they are
+        due (on rank 0, shared with every rank) and record the epoch in the history; returns the scores, or None."""
         self.epoch += 1
         self.batch_in_epoch = 0
         if self.ema is not None:
             self.ema.recalibrate()
-        fid = self.evaluate_fid() if self.fid.due(self.epoch) and self.group.is_main else None
-        fid = distributed.broadcast(fid, self.group)
-        self._history.end_epoch(self.epoch, len(self.loader), seconds, fid)
-        return fid
+        scores = self.evaluate() if self.evaluation.due(self.epoch) and self.group.is_main else None
+        scores = distributed.broadcast(scores, self.group)
+        self._history.end_epoch(self.epoch, len(self.loader), seconds, scores)
+        return scores
 
-    def _save_epoch(self, fid: float | None) -> None:
+    def _save_epoch(self, scores: dict[str, float] | None) -> None:
         """Unless another trainer has taken the run over (then every rank stops here): the epoch's sample grid,
-        best.pt when `fid` is the best so far, the epoch's checkpoint and its TensorBoard scalars."""
+        best.pt when `scores` hold the best `best_metric` so far, the epoch's checkpoint and its TensorBoard
+        scalars."""
         self.ensure_run_held()
         if self.group.is_main:
             self.save_samples()
-        # best.pt first, so that the epoch's checkpoint carries this epoch's best FID to a resumed run.
-        if self.fid.is_new_best(fid):
+        # best.pt first, so that the epoch's checkpoint carries this epoch's best score to a resumed run.
+        if self.evaluation.is_new_best(scores):
             self.save_checkpoint(best=True)
         self.save_checkpoint()
         if self._tensorboard is not None:
@@ -277,42 +203,42 @@ class Trainer:
     # --- state --------------------------------------------------------------------------------------------
     @property
     def history(self) -> dict:
-        """The losses and D's outputs per batch and per epoch, with each epoch's time and FID (see `history`)."""
+        """The losses and D's outputs per batch and per epoch, with each epoch's time and scores (see `history`)."""
         return self._history.data
 
     def state_dict(self) -> dict:
-        """Everything needed to continue exactly, as plain data (loads with weights_only=True); changes nothing.
+        """Everything needed to continue exactly (a checkpoint.TrainingState as plain data); changes nothing.
 
         Under torchrun every rank must call it (it gathers each rank's RNG states); rank 0's is the one saved.
         """
-        return {
-            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
-            "ema_generator": self.ema.model.state_dict() if self.ema else None,
-            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(), "scaler": self.scaler.state_dict(),
-            "rng": self.streams.state_dict(),
-            "data": {"seed": self.config.seed, "epoch": self.epoch, "start_batch": self.batch_in_epoch,
-                     "batch_size": self.config.batch_size},
-            "fixed_noise": self.fixed_noise.cpu(), "history": self._history.so_far(self.step),
-            "config": self.config.to_dict(), "best_fid": self.fid.best,
-            **({"class_names": list(self.class_names)} if self.class_names else {}),
-        }
+        best = self.evaluation.best
+        return checkpoint.TrainingState(
+            epoch=self.epoch, batch_in_epoch=self.batch_in_epoch, step=self.step,
+            generator=self.generator.state_dict(), discriminator=self.discriminator.state_dict(),
+            ema_generator=self.ema.model.state_dict() if self.ema else None, opt_g=self.opt_g.state_dict(),
+            opt_d=self.opt_d.state_dict(), scaler=self.scaler.state_dict(), rng=self.streams.state_dict(),
+            fixed_noise=self.fixed_noise.cpu(), history=self._history.so_far(self.step),
+            config=self.config.to_dict(), class_names=list(self.class_names),
+            best=None if best is None else {"metric": self.config.best_metric, "value": best}).to_dict()
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a `state_dict()` (the config must already match)."""
-        self.generator.load_state_dict(state["generator"])
-        self.discriminator.load_state_dict(state["discriminator"])
-        if self.ema is not None and state.get("ema_generator"):
-            self.ema.model.load_state_dict(state["ema_generator"])
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.streams.load_state_dict(state["rng"])
-        self.fixed_noise = state["fixed_noise"].to(self.device)
-        self._history = History(self.group, state["history"])
-        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
-        self.fid.best = state.get("best_fid")
+        saved = checkpoint.TrainingState.from_dict(state)
+        self.generator.load_state_dict(saved.generator)
+        self.discriminator.load_state_dict(saved.discriminator)
+        if self.ema is not None and saved.ema_generator:
+            self.ema.model.load_state_dict(saved.ema_generator)
+        self.opt_g.load_state_dict(saved.opt_g)
+        self.opt_d.load_state_dict(saved.opt_d)
+        if saved.scaler:
+            self.scaler.load_state_dict(saved.scaler)
+        self.streams.load_state_dict(saved.rng)
+        self.fixed_noise = saved.fixed_noise.to(self.device)
+        self._history = History(self.group, saved.history, scores=self.config.score_columns)
+        self.epoch, self.batch_in_epoch, self.step = saved.epoch, saved.batch_in_epoch, saved.step
+        # A best score of another metric (best_metric changed on resume) does not carry over.
+        same_metric = saved.best is not None and saved.best["metric"] == self.config.best_metric
+        self.evaluation.best = saved.best["value"] if same_metric else None
 
     def save_checkpoint(self, *, best: bool = False) -> Path:
         """Write the current state atomically under run_dir/checkpoints and prune old ones (best=True: best.pt).
@@ -327,6 +253,8 @@ class Trainer:
         else:
             path = self.run.best if best else self.run.checkpoint(self.epoch, self.batch_in_epoch)
         distributed.barrier(self.group)
+        if not best:
+            self.newest_checkpoint = path
         return path
 
     # --- sampling -----------------------------------------------------------------------------------------
@@ -342,9 +270,9 @@ class Trainer:
             noise, labels = self.fixed_noise, self.fixed_labels
         return generate(self.sampling_generator, noise, labels)
 
-    def evaluate_fid(self) -> float:
-        """FID of the sampling generator now (see evaluation.FidTracker)."""
-        return self.fid.measure(self.sample)
+    def evaluate(self) -> dict[str, float]:
+        """The run's metrics for the sampling generator now (see evaluation.Evaluation)."""
+        return self.evaluation.measure(self.sample)
 
     def save_samples(self) -> Path:
         """The fixed-noise grid of the epoch just completed, as samples/epoch_NNNN.png."""

@@ -29,6 +29,7 @@ LAYERS = {
     "checkpoint": PART, "data": PART, "models": PART, "losses": PART, "config": PART, "runs": PART,
     "devices": PART, "images": PART, "distributed": PART, "augment": PART, "_version": PART, "catalog": PART,
     "seeds": PART, "ema": PART, "history": PART, "sources": PART, "prepared": PART, "celeba": PART, "storage": PART,
+    "scores": PART,
     "colab": BOTTOM,
 }
 LAYER_NAMES = {FACE: "face", WORKER: "worker", PART: "part", BOTTOM: "bottom"}
@@ -196,3 +197,16 @@ def test_importing_the_package_loads_no_optional_toolkit():
                                                                      os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_no_function_is_much_over_forty_lines():
+    """ARCHITECTURE.md: no function much over 40 lines; the Trainer class is its loop and state, at most 250."""
+    long = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            size = node.end_lineno - node.lineno + 1 if hasattr(node, "end_lineno") else 0
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and size > 40:
+                long.append(f"dcganlib/{path.name}: {node.name} has {size} lines")
+            if isinstance(node, ast.ClassDef) and node.name == "Trainer" and size > 250:
+                long.append(f"dcganlib/{path.name}: the Trainer has {size} lines")
+    assert not long, "; ".join(long)

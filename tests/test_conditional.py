@@ -105,7 +105,7 @@ def test_a_folder_with_one_sub_folder_per_class_is_labelled_by_them(tmp_path):
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"dataset": "celeba", "channels": 3, "num_classes": 10}, "celeba has no class labels; train it unconditionally"),
+    ({"dataset": "celeba", "channels": 3, "num_classes": 10}, "celeba has no classes to condition on: train it"),
     ({"num_classes": 5}, "mnist-5k has 10 classes, not 5; set num_classes to 10"),
     ({"num_classes": 1}, "must be 0 .unconditional. or a class count of at least 2"),
 ])
@@ -123,7 +123,7 @@ def test_conditional_sets_the_classes_and_widens_the_course_d():
 
 
 def test_a_conditional_run_trains_draws_one_row_per_class_and_resumes_exactly(tmp_path):
-    config = conditional(epochs=2, sample_count=20, fid_every=1, fid_samples=200)
+    config = conditional(epochs=2, sample_count=20, eval_every=1, eval_samples=200)
     straight = make_trainer(tmp_path / "straight", config)
     straight.fit()
     assert straight.fixed_labels.tolist() == [c for c in range(10) for _ in range(2)] and straight.grid_columns == 2
@@ -131,7 +131,7 @@ def test_a_conditional_run_trains_draws_one_row_per_class_and_resumes_exactly(tm
     assert all(fid > 0 for fid in straight.history["epoch"]["fid"])
     saved = checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "straight"))
     assert saved["class_names"] == list("0123456789")
-    make_trainer(tmp_path / "split", conditional(epochs=1, sample_count=20, fid_every=1, fid_samples=200)).fit()
+    make_trainer(tmp_path / "split", conditional(epochs=1, sample_count=20, eval_every=1, eval_samples=200)).fit()
     resumed = make_trainer(tmp_path / "split", config)
     resumed.fit()
     assert_same_state(straight.state_dict(), resumed.state_dict())

@@ -81,7 +81,7 @@ def test_an_override_of_none_keeps_the_presets_value():
 def test_the_run_name_follows_preset_data_set_and_every_setting_but_run_control():
     demo = Config.from_preset("demo", dataset="mnist-5k")
     assert demo.run_name() == "demo-mnist-5k"
-    assert Config.from_preset("demo", dataset="mnist-5k", epochs=80, fid_every=5).run_name() == "demo-mnist-5k"
+    assert Config.from_preset("demo", dataset="mnist-5k", epochs=80, eval_every=5).run_name() == "demo-mnist-5k"
     changed = {Config.from_preset("demo", dataset="mnist-5k", **change).run_name()
                for change in ({"batch_size": 64}, {"seed": 1}, {"augment": "cutout"}, {"g_features": 32})}
     assert len(changed) == 4 and all(re.fullmatch(r"demo-mnist-5k-[0-9a-f]{6}", name) for name in changed)
@@ -118,8 +118,8 @@ def test_bad_values_name_the_field(field, value, message):
 
 
 def test_grey_digits_get_the_offline_fid_and_everything_else_the_standard_one():
-    assert Config(fid_every=1).offline_fid and Config(dataset="mnist").offline_fid
-    assert not Config(fid_every=1, dataset="cifar10", channels=3).offline_fid
+    assert Config(eval_every=1).offline_fid and Config(dataset="mnist").offline_fid
+    assert not Config(eval_every=1, dataset="cifar10", channels=3).offline_fid
     assert not Config(dataset="mnist", channels=3).offline_fid
     assert not Config(dataset="folder:/my/images").offline_fid
 
@@ -173,8 +173,8 @@ def test_every_field_has_one_class_and_the_classes_give_the_resume_lists():
     assert ARCHITECTURE_FIELDS == ("image_size", "channels", "z_dim", "g_features", "d_features", "batch_norm",
                                    "spectral_norm", "num_classes")
     assert sorted(RUN_CONTROL_FIELDS) == sorted(("epochs", "checkpoint_minutes", "keep_checkpoints", "tensorboard",
-                                                 "data_root", "compile", "compile_mode", "resident_data", "fid_every",
-                                                 "fid_samples"))
+                                                 "data_root", "compile", "compile_mode", "resident_data", "eval_every",
+                                                 "eval_samples", "metrics", "best_metric"))
     with pytest.raises(ValueError, match="unknown field class 'model'.*architecture, run control, recipe"):
         fields_of("model")
 

@@ -96,7 +96,7 @@ def test_bad_names_and_arguments():
 def test_registry_agrees_with_the_offline_loader(mnist5k):
     images = mnist5k[0]
     assert DATASETS["mnist-5k"] == DatasetInfo(channels=images.shape[1], size=images.shape[0],
-                                               classes=tuple("0123456789"))
+                                               classes=tuple("0123456789"), scored_offline=True, loads_as="embedded")
     assert dataset_size("mnist-5k") == len(load_dataset("mnist-5k")) == 5000
 
 

@@ -63,7 +63,7 @@ def test_the_pictures_are_figures_with_what_they_name():
 
 
 def test_fid_and_classes_are_measured_after_every_epoch(tmp_path):
-    curves = fid_and_classes_per_epoch(tiny_config(epochs=2, fid_samples=200), tmp_path, probe_samples=200,
+    curves = fid_and_classes_per_epoch(tiny_config(epochs=2, eval_samples=200), tmp_path, probe_samples=200,
                                        log=lambda message: None)
     assert len(curves["fid"]) == len(curves["classes"]) == 2
     assert all(fid > 0 for fid in curves["fid"]) and all(1 <= c <= 10 for c in curves["classes"])

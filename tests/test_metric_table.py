@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from dcganlib import metrics
-from dcganlib.metrics import kernel_inception_distance, memorisation, precision_recall
+from dcganlib import metrics, scores
+from dcganlib.scores import kernel_inception_distance, memorisation, precision_recall
 
 KID_MEAN, KID_STD = "kernel_inception_distance_mean", "kernel_inception_distance_std"
 
@@ -105,7 +105,7 @@ def test_precision_recall_match_torch_fidelity(case, k, request, monkeypatch):
     from torch_fidelity.metric_prc import prc_features_to_metric
 
     real, fake = _pairs(case, request)
-    monkeypatch.setattr(metrics, "_DISTANCE_ROWS", 128)  # several row batches on both sides
+    monkeypatch.setattr(scores, "_DISTANCE_ROWS", 128)  # several row batches on both sides
     ours = precision_recall(real, fake, k=k)
     assert 0.1 < min(ours) and max(ours) < 0.99  # neither side trivially all in or all out
     for save_cpu_ram in (False, True):  # torch-fidelity's whole-matrix and batched paths

@@ -1,12 +1,14 @@
 """Resume restores the whole state, not just the weights: every key of the checkpoint, compared bit for bit.
 
 Compared: both networks and the EMA generator, both optimisers, the GradScaler, the fixed noise, the noise RNG,
-the global Python/NumPy/torch RNGs, `epoch`, `batch_in_epoch`, `step`, `best_fid` and the history.
+the global Python/NumPy/torch RNGs, `epoch`, `batch_in_epoch`, `step`, `best` and the history.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from kit import assert_same_state, count_tensors, differences, make_trainer, sta
 
 from dcganlib import checkpoint
 from dcganlib.config import Config
+from dcganlib.runs import RunDir
 from dcganlib.train import Trainer
 
 
@@ -84,10 +87,11 @@ def test_resumed_run_ends_in_the_uninterrupted_runs_state(tmp_path):
 
 
 def test_best_fid_survives_a_resume_at_an_epoch_boundary(tmp_path):
-    straight, expected, resumed = run_straight_and_split(tmp_path, fid_every=1, fid_samples=200)
+    straight, expected, resumed = run_straight_and_split(tmp_path, eval_every=1, eval_samples=200)
     first_fid = straight.history["epoch"]["fid"][0]
-    assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "split"))["best_fid"] == first_fid
-    assert resumed.fid.best == expected["best_fid"] == min(straight.history["epoch"]["fid"])
+    assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "split"))["best"] == {"metric": "fid",
+                                                                                                "value": first_fid}
+    assert resumed.evaluation.best == expected["best"]["value"] == min(straight.history["epoch"]["fid"])
 
 
 def test_loading_a_mid_epoch_checkpoint_restores_every_key(tmp_path):
@@ -96,7 +100,7 @@ def test_loading_a_mid_epoch_checkpoint_restores_every_key(tmp_path):
     interrupted.fit(epochs=1)
     train_batches(interrupted, epoch=1, count=4)
     # Values a fresh Trainer of this config would not make by itself, so that only a restore can bring them back.
-    interrupted.fid.best = 3.25
+    interrupted.evaluation.best = 3.25
     interrupted.fixed_noise = torch.randn_like(interrupted.fixed_noise)
     torch.rand(5)
     random.random()
@@ -113,3 +117,25 @@ def test_loading_a_mid_epoch_checkpoint_restores_every_key(tmp_path):
     assert_same_state(saved_state, restored)
     assert_same_state(state_keys(checkpoint.load_checkpoint(path), restored), restored)
     assert count_tensors(restored) > 30
+
+
+# A checkpoint of dcganlib 0.2.0 before TrainingState: its config names fid_every and fid_samples, its best score is
+# best_fid, and it holds a "data" entry nothing reads (the course net at width 4, one epoch, FID every epoch).
+OLD_CHECKPOINT = Path(__file__).resolve().parent / "fixtures" / "checkpoint_v0.2.0.pt"
+
+
+def test_a_checkpoint_from_before_training_state_resumes(tmp_path):
+    run = RunDir(tmp_path)
+    run.checkpoint_dir.mkdir(parents=True)
+    shutil.copy(OLD_CHECKPOINT, run.checkpoint(1))
+    old = checkpoint.load_checkpoint(run.checkpoint(1))
+    state = checkpoint.TrainingState.from_dict(old)
+    assert state.best == {"metric": "fid", "value": old["best_fid"]} and state.epoch == 1
+    trainer = Trainer(None, tmp_path, progress=False, log=lambda message: None)  # the checkpoint's own config
+    assert trainer.config.eval_every == 1 and trainer.config.eval_samples == 100
+    assert trainer.evaluation.best == old["best_fid"] and trainer.epoch == 1
+    trainer.fit(2)
+    saved = checkpoint.load_checkpoint(run.checkpoint(2))
+    assert saved["history"]["epoch"]["fid"][0] == old["history"]["epoch"]["fid"][0] and len(
+        saved["history"]["epoch"]["fid"]) == 2
+    assert "best_fid" not in saved and "data" not in saved and saved["config"]["eval_every"] == 1

@@ -1,4 +1,4 @@
-"""fid_every on any data set: the standard FID network against the run's own images (a stand-in network here)."""
+"""eval_every on any data set: the standard FID network against the run's own images (a stand-in network here)."""
 
 from __future__ import annotations
 
@@ -38,12 +38,12 @@ def folder(tmp_path):
 
 def _config(folder, **overrides) -> Config:
     return Config.from_preset("cifar32", **{"dataset": f"folder:{folder}", "image_size": 16, "g_features": 8,
-                                            "d_features": 8, "batch_size": 16, "epochs": 1, "fid_every": 1,
-                                            "fid_samples": 40, "sample_count": 4, "precision": "fp32",
+                                            "d_features": 8, "batch_size": 16, "epochs": 1, "eval_every": 1,
+                                            "eval_samples": 40, "sample_count": 4, "precision": "fp32",
                                             **overrides})
 
 
-def test_fid_every_on_a_folder_uses_the_standard_network_against_its_images(folder, tmp_path, monkeypatch):
+def test_eval_every_on_a_folder_uses_the_standard_network_against_its_images(folder, tmp_path, monkeypatch):
     asked = []
 
     def load_inception(device):
@@ -54,16 +54,14 @@ def test_fid_every_on_a_folder_uses_the_standard_network_against_its_images(fold
     monkeypatch.setattr(metrics, "load_inception", load_inception)
     trainer = make_trainer(tmp_path / "run", _config(folder))
     assert asked == ["cpu"], "the network is loaded when the trainer is built, so a failure shows at once"
-    network, reference = trainer.fid.reference()
+    real = trainer.evaluation.real_features()
     first = trainer.loader.order(0)[:40].tolist()
     reals = torch.stack([trainer.loader.dataset[i] for i in first])
-    mu, sigma = metrics.feature_statistics(metrics.inception_features(reals, network))
-    assert reference.n == 40 and reference.extractor == metrics.FID_NETWORK
-    assert (reference.mu == mu).all() and (reference.sigma == sigma).all()
+    assert torch.equal(real, metrics.inception_features(reals, trainer.evaluation._network))
     trainer.fit()
     fid = trainer.history["epoch"]["fid"][-1]
     assert math.isfinite(fid) and fid > 0
-    assert fid == trainer.fid.best and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+    assert fid == trainer.evaluation.best and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
     assert asked == ["cpu"], "the network and the real statistics are computed once"
 
 

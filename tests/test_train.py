@@ -117,8 +117,8 @@ def test_resume_keeps_the_checkpoints_training_settings(tmp_path):
     assert resumed.config.lr == 2e-4 and resumed.config.epochs == 2
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # run-control fields change without a warning
-        resumed = make_trainer(tmp_path, tiny_config(epochs=3, fid_every=2, checkpoint_minutes=5))
-    assert (resumed.config.fid_every, resumed.config.checkpoint_minutes) == (2, 5)
+        resumed = make_trainer(tmp_path, tiny_config(epochs=3, eval_every=2, checkpoint_minutes=5))
+    assert (resumed.config.eval_every, resumed.config.checkpoint_minutes) == (2, 5)
 
 
 def test_resume_without_a_config_takes_the_checkpoints(tmp_path):
@@ -185,17 +185,17 @@ def test_the_ema_generator_keeps_plain_batch_norm_under_sync_batch_norm(tmp_path
 
 
 def test_fid_every_epoch_keeps_the_best_checkpoint(tmp_path):
-    trainer = make_trainer(tmp_path, tiny_config(epochs=2, fid_every=1, fid_samples=200))
+    trainer = make_trainer(tmp_path, tiny_config(epochs=2, eval_every=1, eval_samples=200))
     trainer.fit()
     fids = trainer.history["epoch"]["fid"]
     assert len(fids) == 2 and all(f > 0 for f in fids)
     best = checkpoint.load_checkpoint(RunDir(tmp_path).checkpoint_dir / "best.pt")
-    assert best["best_fid"] == min(fids) and best["epoch"] == 1 + fids.index(min(fids))
+    assert best["best"] == {"metric": "fid", "value": min(fids)} and best["epoch"] == 1 + fids.index(min(fids))
     assert checkpoint.latest_checkpoint(tmp_path).name == "ckpt_epoch_0002.pt"
 
 
 def test_fid_is_skipped_between_evaluations(tmp_path):
-    trainer = make_trainer(tmp_path, tiny_config(epochs=2, fid_every=2, fid_samples=200))
+    trainer = make_trainer(tmp_path, tiny_config(epochs=2, eval_every=2, eval_samples=200))
     trainer.fit()
     assert trainer.history["epoch"]["fid"][0] is None and trainer.history["epoch"]["fid"][1] > 0
 
@@ -297,11 +297,34 @@ def test_best_checkpoint_goes_through_the_checkpoint_save(tmp_path):
     assert RunDir(tmp_path).checkpoints() == []  # no epoch checkpoint
 
 
-def test_the_fid_tracker_keeps_the_lowest_score_and_lets_ties_go_to_the_newer_epoch(tmp_path):
-    tracker = make_trainer(tmp_path, tiny_config(epochs=1)).fid
-    assert [tracker.is_new_best(fid) for fid in (None, 5.0, 6.0, None, 5.0, 4.0)] == [False, True, False, False,
-                                                                                        True, True]
-    assert tracker.best == 4.0
+def test_the_best_score_is_the_lowest_fid_and_ties_go_to_the_newer_epoch(tmp_path):
+    evaluation = make_trainer(tmp_path, tiny_config(epochs=1)).evaluation
+    scores = [None, {"fid": 5.0}, {"fid": 6.0}, {"kid": 1.0}, {"fid": 5.0}, {"fid": 4.0}]
+    assert [evaluation.is_new_best(score) for score in scores] == [False, True, False, False, True, True]
+    assert evaluation.best == 4.0
+
+
+def test_the_best_recall_is_the_highest(tmp_path):
+    config = tiny_config(epochs=1, metrics="fid,precision_recall", best_metric="recall")
+    evaluation = make_trainer(tmp_path, config).evaluation
+    scores = [{"fid": 3.0, "recall": 0.2}, {"fid": 1.0, "recall": 0.1}, {"fid": 2.0, "recall": 0.3}]
+    assert [evaluation.is_new_best(score) for score in scores] == [True, False, True]
+    assert evaluation.best == 0.3
+
+
+def test_every_chosen_metric_has_a_history_column_and_best_pt_follows_best_metric(tmp_path):
+    config = tiny_config(epochs=2, eval_every=1, eval_samples=200, metrics="fid,kid,precision_recall",
+                         best_metric="precision")
+    trainer = make_trainer(tmp_path, config)
+    trainer.fit()
+    epochs = trainer.history["epoch"]
+    assert all(len(epochs[column]) == 2 and None not in epochs[column]
+               for column in ("fid", "kid", "precision", "recall"))
+    best = checkpoint.load_checkpoint(RunDir(tmp_path).best)
+    assert best["best"] == {"metric": "precision", "value": max(epochs["precision"])}
+    newest_best = max(i for i, value in enumerate(epochs["precision"]) if value == max(epochs["precision"]))
+    assert best["epoch"] == 1 + newest_best  # ties go to the newer epoch
+    assert 0 <= min(epochs["precision"] + epochs["recall"]) and max(epochs["precision"] + epochs["recall"]) <= 1
 
 
 NOTEBOOK_4S_STEP = notebook_function("04_training.ipynb", "train-step", "train_step")

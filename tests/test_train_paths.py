@@ -30,7 +30,7 @@ def test_compiled_step_equals_the_step_by_hand_and_trains_the_shared_weights(tmp
     trainer = make_trainer(tmp_path, by_hand_config(compile=True, compile_mode="reduce-overhead"))
     assert [(call["model"], call["mode"]) for call in compile_calls] == [
         (trainer.generator, "reduce-overhead"), (trainer.discriminator, "reduce-overhead")]
-    assert trainer._g_forward is not trainer.generator
+    assert trainer._step.forwards[0] is not trainer.generator
     batches = trainer.loader.epoch(0)
     for _ in range(2):
         real = next(batches)
@@ -47,7 +47,7 @@ def test_compiled_step_equals_the_step_by_hand_and_trains_the_shared_weights(tmp
 def test_without_compile_the_networks_run_as_they_are(tmp_path, compile_calls):
     trainer = make_trainer(tmp_path, by_hand_config())
     assert compile_calls == []
-    assert trainer._g_forward is trainer.generator and trainer._d_forward is trainer.discriminator
+    assert trainer._step.forwards[:2] == (trainer.generator, trainer.discriminator)
 
 
 def test_a_host_kept_data_set_trains_exactly_like_a_resident_one(tmp_path):

@@ -57,7 +57,7 @@ def main(argv=None) -> None:
         return
 
     length = {"epochs": args.epochs} if args.epochs else {}
-    config = Config.from_preset(args.preset, dataset="mnist-5k", fid_every=1, **length)
+    config = Config.from_preset(args.preset, dataset="mnist-5k", eval_every=1, **length)
     trainer = Trainer(config, args.run_dir)
     started = time.monotonic()
     trainer.fit()
