@@ -32,7 +32,15 @@ import torch
 from dcganlib.config import PRESETS, Config
 from dcganlib.data import load_mnist_5k
 from dcganlib.ema import recalibrate, update_average, warmed_up_decay
-from dcganlib.metrics import mnist_5k_split, mode_coverage, offline_fid, real_reference
+from dcganlib.metrics import (
+    classifier_features,
+    kernel_inception_distance,
+    mnist_5k_split,
+    mode_coverage,
+    offline_fid,
+    precision_recall,
+    real_reference,
+)
 from dcganlib.models import generate, make_noise
 from dcganlib.train import Trainer
 
@@ -107,11 +115,21 @@ class EmaProbes:
         return found
 
 
+@functools.cache
+def heldout_features() -> torch.Tensor:
+    """The shipped classifier's features of the 1,000 held-out digits, the real side of every score."""
+    return classifier_features(mnist_5k_split("heldout")[0])
+
+
 def score(images: torch.Tensor) -> dict:
-    """Offline FID against the held-out digits and mode coverage of `images` in [-1, 1]."""
+    """Offline FID, KID and precision/recall against the held-out digits, and mode coverage, of `images` in
+    [-1, 1]."""
     fid = offline_fid(images, reference=real_reference())
     coverage = mode_coverage(images)
-    return {"fid": round(fid.fid, 2), "classes": coverage["classes_covered"],
+    real, fake = heldout_features(), classifier_features(images)
+    precision, recall = precision_recall(real, fake)
+    return {"fid": round(fid.fid, 2), "kid": round(kernel_inception_distance(real, fake)[0], 4),
+            "precision": round(precision, 3), "recall": round(recall, 3), "classes": coverage["classes_covered"],
             "entropy": round(coverage["entropy"], 3), "n_fake": fid.n_fake, "n_real": fid.n_real}
 
 
@@ -224,6 +242,9 @@ def compare(preset: str, epochs: int, seeds=SEEDS, variants=("dcganlib",), probe
             "variants": list(variants), "curves": curves, "summary": summarise(curves, epochs, library_epochs)}
 
 
+SCORED = ("fid", "kid", "precision", "recall")  # a point's scores; results written before KID lack the last three
+
+
 def spread(values: list[float]) -> dict:
     return {"median": round(statistics.median(values), 2), "min": min(values), "max": max(values)}
 
@@ -239,7 +260,7 @@ def summarise(curves: dict[str, list[list[dict]]], epochs: int, library_epochs: 
     for name, runs in curves.items():
         at_epochs = [at_epoch(curve, epochs) for curve in runs]
         at_reference_time = [at_time(curve, seconds) for curve, seconds in zip(runs, reference_seconds, strict=True)]
-        summary[name] = {"fid": spread([p["fid"] for p in at_epochs]),
+        summary[name] = {**{key: spread([p[key] for p in at_epochs]) for key in SCORED if key in at_epochs[0]},
                          "classes": spread([p["classes"] for p in at_epochs]),
                          "seconds": spread([p["seconds"] for p in at_epochs]),
                          "equal_time_fid": spread([p["fid"] for p in at_reference_time]),
@@ -297,16 +318,17 @@ def markdown(report: dict) -> str:
     machine = report["machine"]
     lines = [f"Machine: {machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}. FID: offline, "
              f"{SAMPLES} generated vs the 1,000 held-out mnist-5k digits, features of the shipped MNIST classifier; "
-             "lower is better. Median over seeds [min–max].", "",
-             "| preset | epochs | seeds | loop | FID at equal epochs | classes | training s | ratio | "
-             "FID at the reference's time (epochs) | ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "lower is better (KID too; precision and recall: higher). Median over seeds [min–max].", "",
+             "| preset | epochs | seeds | loop | FID at equal epochs | KID | precision | recall | classes | "
+             "training s | ratio | FID at the reference's time (epochs) | ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         for name, s in row["summary"].items():
+            kid, precision, recall = (cell(s[key]) if key in s else "" for key in ("kid", "precision", "recall"))
             lines.append(f"| {row['preset']} | {row['epochs']} | {len(row['seeds'])} | {name} | {cell(s['fid'])} | "
-                         f"{cell(s['classes'])} | {cell(s['seconds'])} | {s['ratio_equal_epochs']} | "
-                         f"{cell(s['equal_time_fid'])} ({s['equal_time_epochs']['median']}) | "
-                         f"{s['ratio_equal_time']} |")
+                         f"{kid} | {precision} | {recall} | {cell(s['classes'])} | {cell(s['seconds'])} | "
+                         f"{s['ratio_equal_epochs']} | {cell(s['equal_time_fid'])} "
+                         f"({s['equal_time_epochs']['median']}) | {s['ratio_equal_time']} |")
     for row in report["rows"]:
         finals = {name: s["final"] for name, s in row["summary"].items() if "final" in s}
         if finals:

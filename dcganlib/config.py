@@ -141,14 +141,16 @@ class Config:
     ema_decay: float = _field(0.999, RECIPE, flag="e.g. 0.999 to sample from an averaged generator")
     # > 0: measure `metrics` every this many epochs, keeping checkpoints/best.pt by `best_metric`, on the features of
     # the shipped MNIST classifier for grey digits, else of Inception (pytorch-fid)
-    eval_every: int = _field(0, RUN_CONTROL)
+    eval_every: int = _field(0, RUN_CONTROL, flag="measure `metrics` every this many epochs and keep best.pt "
+                             "(default 0: never)")
     # generated images per evaluation (compare scores only at equal counts)
     eval_samples: int = _field(1000, RUN_CONTROL)
     # comma list of scores.METRICS: fid, kid, precision_recall
     metrics: str = _field("fid", RUN_CONTROL, flag="what each evaluation measures: a comma list of fid, kid, "
                           "precision_recall")
     # the history column that picks best.pt: fid or kid (lowest wins), precision or recall (highest wins)
-    best_metric: str = _field("fid", RUN_CONTROL)
+    best_metric: str = _field("fid", RUN_CONTROL, flag="the score that picks best.pt: fid or kid (lowest), "
+                              "precision or recall (highest)")
     # auto: what devices.py picks (fp16 + GradScaler on a T4, bf16 where the hardware has it)
     precision: str = _field("auto", RECIPE, flag="auto: the device's fastest safe choice", choices=PRECISIONS)
     channels_last: bool = _field(True, RECIPE)  # NHWC memory layout: faster convolutions on CPU and tensor cores

@@ -87,6 +87,7 @@ def test_quality_comparison_runs_both_loops_over_seeds(quality, tmp_path, monkey
         for curve in runs:
             assert [p["epoch"] for p in curve[:2]] == [1, 2]
             assert all(p["fid"] > 0 and p["n_fake"] == quality.SAMPLES and 1 <= p["classes"] <= 10 for p in curve)
+            assert all(0 <= p["precision"] <= 1 and 0 <= p["recall"] <= 1 and p["kid"] > -0.1 for p in curve)
             assert all(a["seconds"] < b["seconds"] for a, b in zip(curve, curve[1:], strict=False))
     # dcganlib keeps training until it has had at least each reference run's time.
     for reference, library in zip(row["curves"]["reference"], row["curves"]["dcganlib"], strict=True):
@@ -106,6 +107,7 @@ def test_quality_comparison_runs_both_loops_over_seeds(quality, tmp_path, monkey
     assert report["floor"]["train_4000"]["fid"] < report["floor"]["train_1000"]["fid"] < 20
     text = quality.markdown(report)
     assert "| mnist28 | 2 | 2 | dcganlib, no EMA |" in text and "Real-vs-real floor" in text
+    assert "| KID | precision | recall |" in text and 0 <= summary["dcganlib"]["recall"]["median"] <= 1
     assert quality.plot(report, tmp_path / "quality.png").stat().st_size > 0
     # Saved reports are printed (and drawn) together without training again.
     saved = tmp_path / "saved.json"
