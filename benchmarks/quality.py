@@ -40,6 +40,7 @@ from dcganlib.metrics import (
     offline_fid,
     precision_recall,
     real_reference,
+    split_features,
 )
 from dcganlib.models import generate, make_noise
 from dcganlib.train import Trainer
@@ -115,18 +116,12 @@ class EmaProbes:
         return found
 
 
-@functools.cache
-def heldout_features() -> torch.Tensor:
-    """The shipped classifier's features of the 1,000 held-out digits, the real side of every score."""
-    return classifier_features(mnist_5k_split("heldout")[0])
-
-
 def score(images: torch.Tensor) -> dict:
     """Offline FID, KID and precision/recall against the held-out digits, and mode coverage, of `images` in
     [-1, 1]."""
     fid = offline_fid(images, reference=real_reference())
     coverage = mode_coverage(images)
-    real, fake = heldout_features(), classifier_features(images)
+    real, fake = split_features("heldout"), classifier_features(images)
     precision, recall = precision_recall(real, fake)
     return {"fid": round(fid.fid, 2), "kid": round(kernel_inception_distance(real, fake)[0], 4),
             "precision": round(precision, 3), "recall": round(recall, 3), "classes": coverage["classes_covered"],

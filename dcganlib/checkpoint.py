@@ -65,11 +65,6 @@ class TrainingState:
         values["class_names"] = list(values.get("class_names") or [])
         return cls(**values)
 
-    @property
-    def sampling_weights(self) -> dict:
-        """The generator's weights to sample from: the EMA copy when the run kept one, else the trained one."""
-        return self.ema_generator or self.generator
-
 
 # The keys every checkpoint has: the fields without a default.
 REQUIRED_KEYS = tuple(item.name for item in dataclasses.fields(TrainingState)

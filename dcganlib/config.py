@@ -9,6 +9,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import yaml
 
@@ -326,14 +327,14 @@ class Config:
             raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
         return cls(**data)
 
-    def to_yaml(self) -> str:
-        """The config as YAML text, fields in their order."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def write_yaml(self, file: BinaryIO) -> None:
+        """Write the config as YAML to `file`, fields in their order."""
+        file.write(yaml.safe_dump(self.to_dict(), sort_keys=False).encode())
 
     def save_yaml(self, path) -> Path:
         """Write the config as YAML (whole, through storage.write_atomic)."""
         path = Path(path)
-        storage.write_atomic(path, lambda file: file.write(self.to_yaml().encode()))
+        storage.write_atomic(path, self.write_yaml)
         return path
 
     @classmethod

@@ -79,11 +79,9 @@ class Evaluation:
 
     def real_features(self) -> Tensor:
         """The real side, measured once: the held-out digits, or `eval_samples` of the run's training images."""
+        if self.config.offline_fid:
+            return metrics.split_features("heldout")
         if self._real is None:
-            if self.config.offline_fid:
-                reals = metrics.mnist_5k_split("heldout")[0]
-            else:
-                indices = self.loader.order(0)[: self.config.eval_samples].tolist()
-                reals = torch.stack([self.loader.dataset[i] for i in indices])
-            self._real = self.features(reals)
+            indices = self.loader.order(0)[: self.config.eval_samples].tolist()
+            self._real = self.features(torch.stack([self.loader.dataset[i] for i in indices]))
         return self._real

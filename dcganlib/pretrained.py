@@ -17,7 +17,7 @@ def export_generator(run_dir, path=None) -> Path:
     """Write the newest checkpoint's generator (its EMA copy when kept) as a small file; returns its path."""
     state, source = checkpoint.require_latest(run_dir)
     saved = checkpoint.TrainingState.from_dict(state)
-    exported = {"generator": saved.sampling_weights, "architecture": _architecture(state, source),
+    exported = {"generator": _sampling_weights(state), "architecture": _architecture(state, source),
                 "epoch": saved.epoch, "source": source.name, "format_version": checkpoint.FORMAT_VERSION}
     if saved.class_names:  # a conditional generator keeps the names of its classes
         exported["class_names"] = saved.class_names

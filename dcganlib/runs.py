@@ -166,7 +166,7 @@ class RunDir(os.PathLike):
     def write_config(self, config) -> Path:
         """Save `config` (a Config) as the run's config.yaml."""
         with self.writing():
-            return self.write(self.config, lambda file: file.write(config.to_yaml().encode()))
+            return self.write(self.config, config.write_yaml)
 
     # --- writing, and Drive going away ------------------------------------------------------------------------
     def write(self, path: Path, write: Callable[[BinaryIO], object]) -> Path:
