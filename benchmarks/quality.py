@@ -105,7 +105,8 @@ class EmaProbes:
 
     def _draw(self, model: torch.nn.Module, own_statistics: bool, noise: torch.Tensor) -> torch.Tensor:
         if own_statistics:
-            recalibrate(model, self.trainer.config.seed, self.trainer.config.batch_size)
+            config = self.trainer.config
+            recalibrate(model, config.seed, config.batch_size, config.seeding)
         return generate(model, noise)
 
     def samplers(self) -> dict:

@@ -21,10 +21,10 @@ def build_networks(config: Config, device: torch.device, group: distributed.Grou
 
     Seeds the global torch RNG with the run's "weights" stream first: the initial weights are the run's first draw.
     """
-    torch.manual_seed(stream_seed(config.seed, "weights"))
+    torch.manual_seed(stream_seed(config.seed, "weights", config.seeding))
     generator, discriminator = (model.to(device, memory_format=memory_format) for model in build_models(config))
     # Copied before any SyncBatchNorm: rank 0 alone runs the EMA generator, to sample and to recalibrate it.
-    average = (AveragedGenerator(generator, config.ema_decay, config.seed, config.batch_size)
+    average = (AveragedGenerator(generator, config.ema_decay, config.seed, config.batch_size, config.seeding)
                if config.ema_decay > 0 and group.is_main else None)
     generator, discriminator = (distributed.batch_norm(model, group, device, config.sync_batch_norm)
                                 for model in (generator, discriminator))
@@ -86,7 +86,8 @@ def build_loader(config: Config, device: torch.device, group: distributed.Group,
     if config.batch_size % group.world_size:
         raise ConfigError(f"batch_size: {config.batch_size} images per step do not split evenly over "
                           f"{group.world_size} processes; choose a multiple of {group.world_size}")
-    return BatchLoader(dataset, config.batch_size, seed=stream_seed(config.seed, "data_order"), device=device,
+    seed = stream_seed(config.seed, "data_order", config.seeding)
+    return BatchLoader(dataset, config.batch_size, seed=seed, device=device,
                        resident=config.resident_data, memory_format=memory_format, rank=group.rank,
                        world_size=group.world_size, labelled=conditional)
 
@@ -97,7 +98,7 @@ def fixed_samples(config: Config, device: torch.device) -> tuple[torch.Tensor, t
     Unconditional: sample_count latents, 8 a row. Conditional: one row per class, whose columns share their latent
     from row to row, so that each column keeps its style while the class changes.
     """
-    stream = stream_generator(config.seed, "fixed_noise")
+    stream = stream_generator(config.seed, "fixed_noise", seeding=config.seeding)
     if not config.num_classes:
         return make_noise(config.sample_count, config.z_dim, generator=stream).to(device), None, 8
     columns = max(1, config.sample_count // config.num_classes)

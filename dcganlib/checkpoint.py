@@ -57,9 +57,11 @@ class TrainingState:
 
     @classmethod
     def from_dict(cls, state: dict) -> TrainingState:
-        """A checkpoint file's state; one from before `best` keeps its best FID as best."""
+        """A checkpoint file's state; one from before `best` keeps its best FID as best, and one from before
+        `Config.seeding` its offset seeding."""
         known = {item.name for item in dataclasses.fields(cls)}
         values = {name: value for name, value in state.items() if name in known}
+        values["config"] = {"seeding": "offset", **values["config"]}
         if values.get("best") is None and state.get("best_fid") is not None:
             values["best"] = {"metric": "fid", "value": state["best_fid"]}
         values["class_names"] = list(values.get("class_names") or [])
@@ -269,7 +271,7 @@ def starting_point(run_dir: str | os.PathLike, config: Config | None, resume: bo
     """
     found = (found or load_latest(run_dir)) if resume else None
     if found is not None:
-        return resume_config(config, found[0]["config"]), found
+        return resume_config(config, TrainingState.from_dict(found[0]).config), found
     if config is None:
         raise FileNotFoundError(f"no checkpoint in {RunDir(run_dir).checkpoint_dir} to resume from; "
                                 "choose a preset to start a new run")

@@ -23,6 +23,7 @@ IMAGE_SIZES = (16, 28, 32, 64, 128)
 LOSSES = tuple(LOSS_TABLE)  # non-saturating, minimax, hinge, wgan-gp
 RENAMED = {"fid_every": "eval_every", "fid_samples": "eval_samples"}  # fields of earlier versions: today's names
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SEEDINGS = ("hashed", "offset")  # how the random streams come from the seed (seeds.stream_seed)
 # torch.compile modes; the last two replay the step as CUDA graphs on a GPU (fewer kernel launches).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 CHANNELS = (1, 3)  # grayscale or RGB
@@ -132,6 +133,9 @@ class Config:
                          flag="total epochs; a resumed run continues up to this")
     seed: int = _field(0, RECIPE,  # seeds weights, noise and data order; a resumed run restores the exact RNG states
                        flag="seeds weights, noise and data order")
+    # how each random stream's seed comes from `seed` (seeds.stream_seed): "hashed"; "offset" for runs whose
+    # checkpoints predate this field, which resume with it
+    seeding: str = _field("hashed", RECIPE)
     # non-saturating, minimax, hinge or wgan-gp
     loss: str = _field("non-saturating", RECIPE, flag="the GAN loss", choices=LOSSES)
     label_smoothing: float = _field(0.0, RECIPE)  # one-sided: real targets become 1 - label_smoothing
@@ -245,7 +249,8 @@ class Config:
             raise ConfigError(f"image_size: {self.image_size} is not supported; use one of {IMAGE_SIZES}")
         if self.channels not in CHANNELS:
             raise ConfigError(f"channels: {self.channels} is not supported; use 1 (grayscale) or 3 (RGB)")
-        for name, allowed in (("loss", LOSSES), ("precision", PRECISIONS), ("compile_mode", COMPILE_MODES)):
+        for name, allowed in (("loss", LOSSES), ("precision", PRECISIONS), ("compile_mode", COMPILE_MODES),
+                              ("seeding", SEEDINGS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name}: unknown {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
         unknown_metrics = [name for name in self.metric_names if name not in METRIC_TABLE]

@@ -210,7 +210,7 @@ class BatchLoader:
 
     def _generator(self, epoch: int) -> torch.Generator:
         # A private generator leaves the global RNG alone, so a resumed run sees the same batches.
-        return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)
 
     def order(self, epoch: int) -> Tensor:
         """The permutation of item indices used in `epoch`."""

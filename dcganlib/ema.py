@@ -29,9 +29,9 @@ def update_average(average: nn.Module, model: nn.Module, decay: float) -> None:
 class AveragedGenerator:
     """A copy of G whose weights follow G's as an exponential moving average (`decay`, warmed up), in eval mode."""
 
-    def __init__(self, generator: nn.Module, decay: float, seed: int, batch_size: int):
+    def __init__(self, generator: nn.Module, decay: float, seed: int, batch_size: int, seeding: str = "hashed"):
         self.model = copy.deepcopy(generator).eval()
-        self.decay, self.seed, self.batch_size = decay, seed, batch_size
+        self.decay, self.seed, self.batch_size, self.seeding = decay, seed, batch_size, seeding
 
     def update(self, generator: nn.Module, step: int) -> None:
         """Move the average towards `generator`'s weights after training step `step`."""
@@ -43,13 +43,14 @@ class AveragedGenerator:
         The same seeded noise every time, away from the training RNGs; the next update copies the live statistics
         back in, so training, and a resume from a checkpoint taken now, go on exactly as they would have.
         """
-        recalibrate(self.model, self.seed, self.batch_size)
+        recalibrate(self.model, self.seed, self.batch_size, self.seeding)
 
 
-def recalibrate(generator: nn.Module, seed: int, batch_size: int) -> None:
-    """Set `generator`'s BatchNorm statistics to its own, on the run's recalibration noise, in `batch_size` batches
-    (a conditional generator's with every class in turn)."""
-    noise = make_noise(RECALIBRATION_IMAGES, generator.z_dim, generator=stream_generator(seed, "recalibration"))
+def recalibrate(generator: nn.Module, seed: int, batch_size: int, seeding: str = "hashed") -> None:
+    """Set `generator`'s BatchNorm statistics to its own, on the recalibration noise of a run seeded `seed`, in
+    `batch_size` batches (a conditional generator's with every class in turn)."""
+    stream = stream_generator(seed, "recalibration", seeding=seeding)
+    noise = make_noise(RECALIBRATION_IMAGES, generator.z_dim, generator=stream)
     if not getattr(generator, "num_classes", 0):
         recalibrate_batch_norm(generator, noise.split(batch_size))
         return

@@ -44,7 +44,7 @@ class Evaluation:
         draws from the run's evaluation noise; for a conditional run, with labels drawn as often as each class
         occurs in the training data."""
         cfg = self.config
-        stream = stream_generator(cfg.seed, "evaluation")
+        stream = stream_generator(cfg.seed, "evaluation", seeding=cfg.seeding)
         noise = make_noise(cfg.eval_samples, cfg.z_dim, generator=stream)
         if cfg.num_classes:
             frequencies = torch.bincount(self.loader.dataset.labels, minlength=cfg.num_classes).double()

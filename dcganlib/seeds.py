@@ -1,11 +1,14 @@
 """A run's random streams: one table of what each seed drives, and the RNG states that an exact resume restores.
 
-Every stream of a run is seeded from `Config.seed`, each with an offset of its own, so that no two share draws and
-a change to one (more FID samples, another augmentation) leaves the others as they were.
+Every stream of a run is seeded from `Config.seed` and the stream's name through a hash, so that no two (seed,
+stream) pairs share draws (seed 0's noise is not seed 1's weights) and a change to one stream (more evaluation
+samples, another augmentation) leaves the others as they were. Runs whose checkpoints predate `Config.seeding`
+seeded each stream with an offset instead, and resume with it (`Config.seeding` "offset").
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import warnings
 
@@ -13,27 +16,39 @@ import numpy as np
 import torch
 
 from . import distributed
+from .config import SEEDINGS
 
-# stream: offset from Config.seed
 STREAMS = {
-    "weights": 0,  # the global torch RNG as the networks are built: their initial weights
-    "data_order": 0,  # BatchLoader's seed: one permutation of the data per epoch, drawn from (seed, epoch)
-    "noise": 1,  # the z of every training step, on the training device
-    "fixed_noise": 2,  # the z behind every epoch's sample grid (kept in the checkpoint)
-    "evaluation": 3,  # the z of every evaluation (Config.metrics): the same latents each time
-    "augment": 4,  # DiffAugment's draws, on the training device
-    "recalibration": 5,  # the z behind the EMA generator's own BatchNorm statistics
+    "weights": "the global torch RNG as the networks are built: their initial weights",
+    "data_order": "BatchLoader's seed: one permutation of the data per epoch, drawn from (seed, epoch)",
+    "noise": "the z of every training step, on the training device",
+    "fixed_noise": "the z behind every epoch's sample grid (kept in the checkpoint)",
+    "evaluation": "the z of every evaluation (Config.metrics): the same latents each time",
+    "augment": "DiffAugment's draws, on the training device",
+    "recalibration": "the z behind the EMA generator's own BatchNorm statistics",
 }
+# The seeding before Config.seeding: Config.seed plus an offset per stream (seed s's noise was seed s+1's weights).
+OFFSETS = {"weights": 0, "data_order": 0, "noise": 1, "fixed_noise": 2, "evaluation": 3, "augment": 4,
+           "recalibration": 5}
 
 
-def stream_seed(seed: int, stream: str) -> int:
-    """The seed of `stream` in a run seeded `seed`."""
-    return seed + STREAMS[stream]
+def stream_seed(seed: int, stream: str, seeding: str = "hashed") -> int:
+    """The seed of `stream` in a run seeded `seed`: 63 bits of a BLAKE2 hash of both ("hashed"), or the seed plus
+    the stream's offset ("offset", runs from before `Config.seeding`)."""
+    if stream not in STREAMS:
+        raise ValueError(f"unknown random stream {stream!r}; the streams are {', '.join(STREAMS)}")
+    if seeding == "offset":
+        return seed + OFFSETS[stream]
+    if seeding != "hashed":
+        raise ValueError(f"unknown seeding {seeding!r}; use one of {', '.join(SEEDINGS)}")
+    digest = hashlib.blake2b(f"dcganlib/{seed}/{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
-def stream_generator(seed: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+def stream_generator(seed: int, stream: str, device: torch.device | str = "cpu",
+                     seeding: str = "hashed") -> torch.Generator:
     """A fresh torch.Generator on `device` for `stream` in a run seeded `seed`."""
-    return torch.Generator(device).manual_seed(stream_seed(seed, stream))
+    return torch.Generator(device).manual_seed(stream_seed(seed, stream, seeding))
 
 
 def global_rng_state(device: torch.device | None = None) -> dict:
@@ -66,9 +81,10 @@ class TrainingStreams:
     """The generators a run draws from while it trains (its noise and DiffAugment's), stored and restored with
     the global RNGs; under torchrun every rank's global states are kept."""
 
-    def __init__(self, seed: int, device: torch.device, group: distributed.Group = distributed.SINGLE):
-        self.noise = stream_generator(seed, "noise", device)
-        self.augment = stream_generator(seed, "augment", device)
+    def __init__(self, seed: int, device: torch.device, group: distributed.Group = distributed.SINGLE,
+                 seeding: str = "hashed"):
+        self.noise = stream_generator(seed, "noise", device, seeding)
+        self.augment = stream_generator(seed, "augment", device, seeding)
         self.device, self.group = device, group
 
     def state_dict(self) -> dict:

@@ -77,7 +77,7 @@ class Trainer:
         self.generator, self.discriminator, self.ema = build_networks(cfg, device, self.group, memory_format)
         self.opt_g, self.opt_d, self.scaler = build_optimizers(cfg, self.generator, self.discriminator, device,
                                                                self.amp_dtype)
-        self.streams = TrainingStreams(cfg.seed, device, self.group)
+        self.streams = TrainingStreams(cfg.seed, device, self.group, cfg.seeding)
         self.fixed_noise, self.fixed_labels, self.grid_columns = fixed_samples(cfg, device)
         forwards = training_forwards(cfg, self.generator, self.discriminator, device, self.group)
         self._step = TrainingStep(cfg, self.generator, self.discriminator, self.opt_g, self.opt_d, self.scaler,

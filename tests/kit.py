@@ -111,9 +111,10 @@ def plain_side(trainer: Trainer):
     import torch
 
     from dcganlib.models import build_models
+    from dcganlib.seeds import stream_seed
 
     config = trainer.config
-    torch.manual_seed(config.seed)  # the draw the trainer's initial weights came from
+    torch.manual_seed(stream_seed(config.seed, "weights", config.seeding))  # the draw of the trainer's initial weights
     generator, discriminator = build_models(config)
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=(config.beta1, config.beta2))

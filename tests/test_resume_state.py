@@ -133,9 +133,11 @@ def test_a_checkpoint_from_before_training_state_resumes(tmp_path):
     assert state.best == {"metric": "fid", "value": old["best_fid"]} and state.epoch == 1
     trainer = Trainer(None, tmp_path, progress=False, log=lambda message: None)  # the checkpoint's own config
     assert trainer.config.eval_every == 1 and trainer.config.eval_samples == 100
+    assert trainer.config.seeding == "offset"  # its streams as it started them
     assert trainer.evaluation.best == old["best_fid"] and trainer.epoch == 1
     trainer.fit(2)
     saved = checkpoint.load_checkpoint(run.checkpoint(2))
     assert saved["history"]["epoch"]["fid"][0] == old["history"]["epoch"]["fid"][0] and len(
         saved["history"]["epoch"]["fid"]) == 2
     assert "best_fid" not in saved and "data" not in saved and saved["config"]["eval_every"] == 1
+    assert saved["config"]["seeding"] == "offset"

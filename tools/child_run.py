@@ -196,7 +196,8 @@ def main(argv=None) -> None:
     info.update(cudnn_benchmark=torch.backends.cudnn.benchmark,
                 deterministic_algorithms=torch.are_deterministic_algorithms_enabled())
     if args.break_resume and trainer.step:
-        trainer.streams.noise.manual_seed(stream_seed(trainer.config.seed, "noise"))  # as if rng["noise"] were skipped
+        config = trainer.config
+        trainer.streams.noise.manual_seed(stream_seed(config.seed, "noise", config.seeding))  # rng["noise"] skipped
         info["sabotage"] = "noise RNG state not restored"
     print("INFO " + json.dumps(info), flush=True)
     if args.pause_in_epoch:
