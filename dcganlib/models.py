@@ -211,12 +211,11 @@ def generator_for(architecture: Config | Mapping) -> Generator:
 
 
 def build_models(config: Config) -> tuple[Generator, Discriminator]:
-    """A freshly initialised (G, D) pair for `config`."""
-    generator = generator_for(config)
+    """A freshly initialised (G, D) pair for `config`: G built and initialised first, then D, so that a G written
+    out layer by layer (notebook 1) draws the same weights from the same seed."""
+    generator = generator_for(config).apply(init_weights)
     discriminator = Discriminator(config.channels, config.d_features, config.image_size, config.batch_norm,
-                                  config.spectral_norm, config.num_classes)
-    generator.apply(init_weights)
-    discriminator.apply(init_weights)
+                                  config.spectral_norm, config.num_classes).apply(init_weights)
     return generator, discriminator
 
 
