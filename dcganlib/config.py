@@ -42,16 +42,17 @@ PRESETS: dict[str, dict] = {
     "mnist28": {"image_size": 28, "channels": 1, "z_dim": 64, "g_features": 64, "d_features": 16},
     # 32 px DCGAN with G filters 1024/512/256 (D mirrors them).
     "dcgan32": {"image_size": 32, "channels": 1, "z_dim": 100, "g_features": 256, "d_features": 256},
-    # The paper's 32 px layout at a quarter of dcgan32's width (256/128/64), at batch 64: more updates per epoch.
+    # The 32 px DCGAN layout at a quarter of dcgan32's width (256/128/64), at batch 64: more updates per epoch.
     "mnist32": {"image_size": 32, "channels": 1, "z_dim": 100, "g_features": 64, "d_features": 64, "batch_size": 64},
     # `make demo`: the course net with 4x the updates per epoch (batch 32) and bigger steps (lr 5e-4 for G and D),
     # which leave the course settings' one-grey-blob phase within about 10 epochs on the 5,000 digits.
     "demo": {"image_size": 28, "channels": 1, "z_dim": 64, "g_features": 64, "d_features": 16, "batch_size": 32,
              "lr": 5e-4, "epochs": 55},
-    # mnist32's layout in colour for CIFAR-10: the paper's 32 px net at the paper's batch of 128.
+    # mnist32's layout in colour for CIFAR-10, at the paper's batch of 128.
     "cifar32": {"image_size": 32, "channels": 3, "z_dim": 100, "g_features": 64, "d_features": 64,
                 "dataset": "cifar10"},
-    # The DCGAN paper's 64 px network: 64 base features, doubled per layer.
+    # The 64 px DCGAN net in dcgan.torch's layout (PyTorch's tutorial's): 4x4 kernels, 64 base features doubled per
+    # layer (the paper's own code: a fully connected projection of z, 5x5 kernels, 128 base features).
     "dcgan64": {"image_size": 64, "channels": 1, "z_dim": 100, "g_features": 64, "d_features": 64},
     # dcgan64 for colour faces.
     "celeba64": {"image_size": 64, "channels": 3, "z_dim": 100, "g_features": 64, "d_features": 64,

@@ -1,4 +1,4 @@
-"""DCGAN generator and discriminator for 28 px (course net) and 16-128 px (paper net), plus init and noise.
+"""DCGAN generator and discriminator for 28 px (course net) and 16-128 px (DCGAN net), plus init and noise.
 
 Sizes are channels, not pixels: each layer trades spatial size for feature channels. A transposed convolution
 maps H_in to H_out = (H_in - 1) * stride - 2 * padding + kernel + output_padding, which the shape comments follow.
@@ -16,8 +16,8 @@ from .config import Config
 
 
 class ConditionalBatchNorm2d(nn.Module):
-    """BatchNorm whose learned scale and shift belong to the image's class (de Vries et al. 2017): the class
-    modulates every stage of G. Call it with the batch and its labels."""
+    """BatchNorm whose learned scale and shift belong to the image's class (Dumoulin et al. 2017; Miyato and Koyama
+    2018): the class modulates every stage of G. Call it with the batch and its labels."""
 
     def __init__(self, channels: int, num_classes: int):
         super().__init__()
@@ -136,7 +136,7 @@ class Discriminator(nn.Module):
         super().__init__()
         self.channels, self.image_size, self.num_classes = channels, image_size, num_classes
         self.net = (_course_critic(channels, features, batch_norm) if image_size == 28
-                    else _paper_critic(channels, features, image_size, batch_norm))
+                    else _dcgan_critic(channels, features, image_size, batch_norm))
         if num_classes:
             self.class_vectors = nn.Embedding(num_classes, self.net[-1].in_channels)
             self.classifier = nn.Linear(self.net[-1].in_channels, num_classes)
@@ -165,10 +165,11 @@ def _course_critic(channels: int, f: int, batch_norm: bool) -> nn.Sequential:
     )
 
 
-def _paper_critic(channels: int, f: int, image_size: int, batch_norm: bool) -> nn.Sequential:
-    """The DCGAN paper's D: stride-2 convolutions halve the size down to 4 x 4, then one 4 x 4 convolution."""
+def _dcgan_critic(channels: int, f: int, image_size: int, batch_norm: bool) -> nn.Sequential:
+    """The DCGAN D in dcgan.torch's layout (4 x 4 kernels, as PyTorch's DCGAN tutorial; the paper's code uses 5 x 5):
+    stride-2 convolutions halve the size down to 4 x 4, then one 4 x 4 convolution."""
     n = _doublings(image_size)
-    # The paper leaves BatchNorm off the first layer so D sees the real input statistics.
+    # No BatchNorm on the input layer: with it on every layer the paper's samples oscillated and training was unstable.
     layers = [_down(channels, f, 4, 2, 1, batch_norm=False)]  # f x size/2 x size/2
     width = f
     for _ in range(n - 1):
@@ -267,8 +268,9 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def visible_pixels(discriminator: Discriminator) -> Tensor:
-    """(H, W) bool mask of the input pixels that can change D's logit: its receptive field over the image.
+def visible_pixels(discriminator: nn.Module) -> Tensor:
+    """(H, W) bool mask of the input pixels that can change D's logit: its receptive field over the image. Any D
+    with `image_size` and `channels` attributes will do (a Discriminator, or notebook 2's class written out).
 
     A pixel that no path of convolutions reaches gets an exactly zero gradient; the gradient is taken in eval mode
     and with respect to the input only, so D's weights, their gradients and its mode are left as they were.
@@ -279,7 +281,8 @@ def visible_pixels(discriminator: Discriminator) -> Tensor:
     image = image.to(parameter.device).requires_grad_()
     was_training = discriminator.training
     discriminator.eval()
-    labels = (torch.zeros(1, dtype=torch.int64, device=parameter.device),) if discriminator.num_classes else ()
+    conditional = getattr(discriminator, "num_classes", 0)
+    labels = (torch.zeros(1, dtype=torch.int64, device=parameter.device),) if conditional else ()
     try:
         with torch.enable_grad():
             (gradient,) = torch.autograd.grad(adversarial_logits(discriminator(image, *labels)).sum(), image)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from kit import notebook_function
 from torch import nn
 
 from dcganlib.config import PRESETS, Config
@@ -9,6 +10,7 @@ from dcganlib.models import (
     Discriminator,
     Generator,
     build_models,
+    generator_for,
     init_weights,
     make_noise,
     print_shapes,
@@ -150,7 +152,7 @@ def test_the_course_critic_never_sees_the_last_six_rows_and_columns():
 
 
 @pytest.mark.parametrize("size", [32, 64])
-def test_the_paper_critic_sees_every_pixel(size):
+def test_the_dcgan_critic_sees_every_pixel(size):
     assert visible_pixels(Discriminator(3, 8, size)).all()
 
 
@@ -164,3 +166,37 @@ def test_visible_pixels_leaves_the_discriminator_and_the_random_stream_alone():
     assert all(p.grad is None for p in discriminator.parameters())
     assert torch.equal(norm.running_mean, statistics)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+COURSE_GENERATOR = notebook_function("01_generator.ipynb", "course-generator", "CourseGenerator")
+COURSE_DISCRIMINATOR = notebook_function("02_discriminator.ipynb", "course-discriminator", "CourseDiscriminator")
+
+
+def assert_same_module(mine: nn.Module, theirs: nn.Module, x: torch.Tensor) -> None:
+    """The same parameter and buffer names, the same values, and the same outputs in training and eval mode."""
+    a, b = mine.state_dict(), theirs.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[name], b[name]) for name in a)
+    for training in (True, False):
+        mine.train(training), theirs.train(training)
+        assert torch.equal(mine(x), theirs(x))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_notebook_1s_written_out_generator_is_build_models_course_generator(seed):
+    torch.manual_seed(seed)
+    mine = COURSE_GENERATOR().apply(init_weights)
+    torch.manual_seed(seed)
+    theirs, _ = build_models(Config.from_preset("mnist28"))
+    assert_same_module(mine, theirs, make_noise(8, 64, seed=seed))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_notebook_2s_written_out_discriminator_is_build_models_course_discriminator(seed):
+    course = Config.from_preset("mnist28")
+    torch.manual_seed(seed)
+    _, theirs = build_models(course)
+    torch.manual_seed(seed)
+    generator_for(course).apply(init_weights)  # as notebook 2 does: build_models draws G's weights first
+    mine = COURSE_DISCRIMINATOR().apply(init_weights)
+    assert_same_module(mine, theirs, torch.randn(8, 1, 28, 28))
+    assert torch.equal(visible_pixels(mine), visible_pixels(theirs))
