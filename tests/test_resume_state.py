@@ -89,8 +89,12 @@ def test_resumed_run_ends_in_the_uninterrupted_runs_state(tmp_path):
 def test_best_fid_survives_a_resume_at_an_epoch_boundary(tmp_path):
     straight, expected, resumed = run_straight_and_split(tmp_path, eval_every=1, eval_samples=200)
     first_fid = straight.history["epoch"]["fid"][0]
-    assert checkpoint.load_checkpoint(checkpoint.latest_checkpoint(tmp_path / "split"))["best"] == {"metric": "fid",
-                                                                                                "value": first_fid}
+    # The first half's checkpoint holds its best score, and a trainer resuming from it starts with that score.
+    after_first_half = RunDir(tmp_path / "again")
+    after_first_half.checkpoint_dir.mkdir(parents=True)
+    shutil.copy(RunDir(tmp_path / "split").checkpoint(1), after_first_half.checkpoint(1))
+    assert checkpoint.load_checkpoint(after_first_half.checkpoint(1))["best"] == {"metric": "fid", "value": first_fid}
+    assert Trainer(None, after_first_half.path, progress=False, log=lambda message: None).evaluation.best == first_fid
     assert resumed.evaluation.best == expected["best"]["value"] == min(straight.history["epoch"]["fid"])
 
 
