@@ -35,7 +35,8 @@ $(STAMP): pyproject.toml constraints.txt requirements.txt
 	$(BIN)/python -m pip install -q --target $(VENV)/ipywidgets-7.7.1 --no-deps ipywidgets==7.7.1 ipython_genutils==0.2.0
 	touch $(STAMP)
 
-# The course net at batch 32 and lr 5e-4 for 55 epochs (preset demo): all ten digits within ~10 epochs, not ~100.
+# The course net at batch 32 and lr 5e-4 for 55 epochs (preset demo): all ten digits within ~10 epochs on most seeds,
+# not ~50 (docs/results.md).
 demo: $(STAMP)
 	$(BIN)/python -m dcganlib train --preset demo --dataset mnist-5k --run-dir $(DEMO_DIR)
 
