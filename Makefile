@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test test-fast test-floors lint docs docs-publish bench gpu-check figs pretrained pretrained-conditional mutate clean
+.PHONY: setup demo test test-fast test-floors lint docs docs-publish bench gpu-check figs pretrained pretrained-conditional failure-runs mutate clean
 
 setup: $(STAMP)
 
@@ -91,6 +91,10 @@ pretrained-conditional: $(STAMP)
 	$(BIN)/python -m dcganlib train --preset demo --conditional --dataset mnist-5k --run-dir runs/pretrained-conditional
 	$(BIN)/python -m dcganlib export --run-dir runs/pretrained-conditional \
 		--out dcganlib/assets/mnist28_conditional_generator.pt
+
+# The five runs of notebook 4's failure-mode lab (dcganlib/assets/run-*.npz): 30 epochs each, ~20 min on two cores.
+failure-runs: $(STAMP)
+	$(BIN)/python tools/record_failure_runs.py
 
 # Mutation testing of the core modules (config: pyproject.toml [tool.mutmut]); prints killed/total per module,
 # less the equivalent mutants in tests/equivalent_mutants.md. CPU-heavy (two cores: ~1 h for all five modules);
