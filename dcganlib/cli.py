@@ -17,6 +17,7 @@ from .config import PRESETS, ArchitectureMismatchError, Config, ConfigError, fla
 from .data import DatasetUnavailableError
 from .devices import DeviceUnavailableError
 from .models import generate, make_noise
+from .onnx_export import export_onnx
 from .pretrained import export_generator, load_generator
 from .runs import RunDir
 from .train import Trainer
@@ -107,7 +108,14 @@ def _plot(args) -> None:
 
 
 def _export(args) -> None:
-    print(export_generator(args.run_dir, args.out))
+    if args.format == "pt":
+        print(export_generator(args.run_dir, args.out))
+        return
+    out = args.out or RunDir.of(args.run_dir).generator.with_suffix(".onnx")
+    try:
+        print(export_onnx(load_generator(args.run_dir), out))
+    except ImportError as error:
+        raise UsageError(str(error)) from error
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -163,9 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out-dir", help="default: the run dir")
     plot.set_defaults(func=_plot)
 
-    export = commands.add_parser("export", help="write the generator alone, for sampling and latent walks")
+    export = commands.add_parser("export", help="write the generator alone, for sampling and latent walks (pt) or "
+                                 "for runtimes without PyTorch (onnx)")
     export.add_argument("--run-dir", required=True)
-    export.add_argument("--out", help="default <run-dir>/generator.pt")
+    export.add_argument("--format", choices=["pt", "onnx"], default="pt",
+                        help="pt: for load_generator (default); onnx: an ONNX graph of G in eval mode")
+    export.add_argument("--out", help="default <run-dir>/generator.pt, or generator.onnx")
     export.set_defaults(func=_export)
     return parser
 

@@ -68,8 +68,8 @@ SITE_NOTES = {
 # docs/training.md.
 API_MODULES = ("config", "models", "losses", "step", "train", "data", "catalog", "sources", "prepared", "celeba",
                "checkpoint", "runs", "storage", "latent", "directions", "sliders", "viz", "images", "diagrams",
-               "metrics", "scores", "diagnostics", "pretrained", "devices", "colab", "distributed", "augment", "build",
-               "evaluation", "ema", "history", "seeds", "timing")
+               "metrics", "scores", "diagnostics", "pretrained", "onnx_export", "devices", "colab", "distributed",
+               "augment", "build", "evaluation", "ema", "history", "seeds", "timing")
 NOT_IN_API = ("__init__", "__main__", "_version", "cli")
 
 
