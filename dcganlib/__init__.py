@@ -8,7 +8,7 @@ from .data import BatchLoader, load_dataset
 from .devices import DeviceUnavailableError, device_report, pick_device
 from .losses import discriminator_loss, generator_loss, gradient_penalty
 from .models import Discriminator, Generator, build_models, count_parameters, init_weights, make_noise, print_shapes
-from .pretrained import export_generator, load_generator
+from .pretrained import export_generator, load_generator, push_generator
 from .step import conditional_train_step, plain_train_step
 from .timing import training_time
 from .train import Trainer, train
@@ -19,5 +19,5 @@ __all__ = [
     "device_report", "discriminator_loss",
     "export_generator", "flush_drive", "generator_loss", "gradient_penalty", "in_colab", "init_weights",
     "latest_checkpoint", "load_checkpoint", "load_dataset", "load_generator", "make_noise", "pick_device",
-    "plain_train_step", "print_shapes", "run_directory", "train", "training_time",
+    "plain_train_step", "print_shapes", "push_generator", "run_directory", "train", "training_time",
 ]

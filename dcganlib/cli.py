@@ -1,4 +1,4 @@
-"""Command line: `python -m dcganlib train|sample|gif|plot|export`. Re-running `train` resumes.
+"""Command line: `python -m dcganlib train|sample|gif|plot|export|push`. Re-running `train` resumes.
 
 `torchrun --nproc-per-node N -m dcganlib train ...` trains data-parallel on N processes (GPUs, or CPU with gloo).
 """
@@ -11,14 +11,14 @@ import time
 
 import torch
 
-from . import checkpoint, distributed, runs, viz
+from . import checkpoint, distributed, hub, runs, viz
 from .colab import DriveUnavailableError
 from .config import PRESETS, ArchitectureMismatchError, Config, ConfigError, flag_fields
 from .data import DatasetUnavailableError
 from .devices import DeviceUnavailableError
 from .models import generate, make_noise
 from .onnx_export import export_onnx
-from .pretrained import export_generator, load_generator
+from .pretrained import export_generator, load_generator, push_generator
 from .runs import RunDir
 from .train import Trainer
 
@@ -28,10 +28,12 @@ class UsageError(ValueError):
     names the option."""
 
 
-# Errors a user can fix; anything else is a bug and keeps its traceback (so no bare ValueError here).
-USER_ERRORS = (UsageError, ConfigError, checkpoint.CheckpointError, DatasetUnavailableError, ArchitectureMismatchError,
-               DeviceUnavailableError, DriveUnavailableError, FileNotFoundError, runs.RunDirInUseError,
-               runs.RunTakenOverError, runs.RunDirUnwritableError)
+# Errors a user can fix; anything else is a bug and keeps its traceback (so no bare ValueError here). An ImportError
+# is an optional package not installed (onnx, huggingface_hub): its message says what to install.
+USER_ERRORS = (ImportError, UsageError, ConfigError, checkpoint.CheckpointError, DatasetUnavailableError,
+               ArchitectureMismatchError, DeviceUnavailableError, DriveUnavailableError, FileNotFoundError,
+               runs.RunDirInUseError, runs.RunTakenOverError, runs.RunDirUnwritableError, hub.HubNameError,
+               hub.HubError)
 
 
 def _train(args) -> None:
@@ -112,10 +114,11 @@ def _export(args) -> None:
         print(export_generator(args.run_dir, args.out))
         return
     out = args.out or RunDir.of(args.run_dir).generator.with_suffix(".onnx")
-    try:
-        print(export_onnx(load_generator(args.run_dir), out))
-    except ImportError as error:
-        raise UsageError(str(error)) from error
+    print(export_onnx(load_generator(args.run_dir), out))
+
+
+def _push(args) -> None:
+    print(push_generator(args.run_dir, args.repo, private=args.private))
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -145,6 +148,24 @@ def _add_train_command(commands) -> None:
     train.set_defaults(func=_train)
 
 
+def _add_sharing_commands(commands) -> None:
+    """`export` (a file for load_generator, or ONNX) and `push` (to the Hugging Face Hub)."""
+    export = commands.add_parser("export", help="write the generator alone, for sampling and latent walks (pt) or "
+                                 "for runtimes without PyTorch (onnx)")
+    export.add_argument("--run-dir", required=True)
+    export.add_argument("--format", choices=["pt", "onnx"], default="pt",
+                        help="pt: for load_generator (default); onnx: an ONNX graph of G in eval mode")
+    export.add_argument("--out", help="default <run-dir>/generator.pt, or generator.onnx")
+    export.set_defaults(func=_export)
+
+    push = commands.add_parser("push", help="upload a run's generator to the Hugging Face Hub with its samples and a "
+                               "model card (load it back with load_generator(\"hf://user/name\"))")
+    push.add_argument("--run-dir", required=True, help="a run dir, or a file written by export")
+    push.add_argument("--repo", required=True, help="the Hub model repo, user/name (created when new)")
+    push.add_argument("--private", action="store_true", help="create the repo private")
+    push.set_defaults(func=_push)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="python -m dcganlib", description=__doc__)
@@ -171,13 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out-dir", help="default: the run dir")
     plot.set_defaults(func=_plot)
 
-    export = commands.add_parser("export", help="write the generator alone, for sampling and latent walks (pt) or "
-                                 "for runtimes without PyTorch (onnx)")
-    export.add_argument("--run-dir", required=True)
-    export.add_argument("--format", choices=["pt", "onnx"], default="pt",
-                        help="pt: for load_generator (default); onnx: an ONNX graph of G in eval mode")
-    export.add_argument("--out", help="default <run-dir>/generator.pt, or generator.onnx")
-    export.set_defaults(func=_export)
+    _add_sharing_commands(commands)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Exploring a generator's latent space: seeded noise, interpolation, walks and vector arithmetic."""
+"""Exploring a generator's latent space: seeded noise, interpolation, walks, vector arithmetic and truncation."""
 
 from __future__ import annotations
 
@@ -106,3 +106,11 @@ def arithmetic_latents(z_a: Tensor, z_b: Tensor, z_c: Tensor) -> Tensor:
 def vector_arithmetic(generator: Callable[[Tensor], Tensor], z_a: Tensor, z_b: Tensor, z_c: Tensor) -> Tensor:
     """Images (4, C, H, W) of a, b, c and a - b + c (see `arithmetic_latents`)."""
     return generate(generator, arithmetic_latents(z_a, z_b, z_c))
+
+
+def truncate(z: Tensor, psi: float) -> Tensor:
+    """The truncation trick: latents pulled towards the mean of their distribution, 0, as psi * z. psi = 1 leaves z
+    as it is; smaller values trade variety for typical-looking images (psi = 0: every z becomes the average one)."""
+    if not 0.0 <= psi <= 1.0:
+        raise ValueError(f"truncation psi must lie between 0 and 1 (1: no truncation), got {psi}")
+    return z * psi

@@ -13,7 +13,7 @@ from torchvision.transforms.functional import to_pil_image
 
 from .colab import enable_widget_manager, widget_metadata
 from .directions import Direction, principal_directions
-from .latent import _method
+from .latent import _method, truncate
 from .models import generate, make_noise
 
 
@@ -49,32 +49,31 @@ class LatentExplorer:
         self.second_seed = widgets.BoundedIntText(value=seeds[1], min=0, max=max_seed, description="seed B")
         self.t_slider = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="t (A→B)")
         self.method = widgets.ToggleButtons(options=["slerp", "lerp"], value="slerp", description="method")
-        self.direction_sliders = [
-            widgets.FloatSlider(value=0.0, min=-scale, max=scale, step=scale / 50, description=direction.label,
-                                style={"description_width": "initial"})
-            for direction in self.directions
-        ]
+        self.truncation = widgets.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.01, description="truncation ψ")
+        self.direction_sliders = [_direction_slider(direction, scale) for direction in self.directions]
         self.class_picker = _class_picker(generator)
         self.image = widgets.Image(format="png")
         self.image.add_class("dcgan-latent-image")
         pickers = [self.seed_picker, self.second_seed, *([self.class_picker] if self.class_picker else [])]
-        for control in [*pickers, self.t_slider, self.method, *self.direction_sliders]:
+        for control in [*pickers, self.t_slider, self.method, self.truncation, *self.direction_sliders]:
             control.observe(self._render, names="value")
         self.widget = widgets.VBox(
             [
                 widgets.HBox(pickers),
                 self.t_slider,
                 self.method,
+                self.truncation,
                 widgets.HBox([self.image, widgets.VBox(self.direction_sliders)]),
             ]
         )
         self._render()
 
     def current_latent(self) -> Tensor:
-        """The latent (1, z_dim, 1, 1) the controls describe: A→B interpolation plus the direction offsets."""
+        """The latent (1, z_dim, 1, 1) the controls describe: A→B interpolation, truncated by ψ, plus the direction
+        offsets."""
         z_a = make_noise(1, self.z_dim, seed=self.seed_picker.value)
         z_b = make_noise(1, self.z_dim, seed=self.second_seed.value)
-        base = _method(self.method.value)(z_a, z_b, self.t_slider.value)
+        base = truncate(_method(self.method.value)(z_a, z_b, self.t_slider.value), self.truncation.value)
         offset = torch.zeros(self.z_dim, dtype=base.dtype)
         for slider, direction in zip(self.direction_sliders, self.directions, strict=True):
             offset += slider.value * direction.vector.to(base.dtype)
@@ -103,6 +102,12 @@ class LatentExplorer:
             return self.widget._ipython_display_(**kwargs)
 
 
+def _direction_slider(direction: Direction, scale: float) -> widgets.FloatSlider:
+    """A slider for steps of -scale to scale along `direction`, named by its label."""
+    return widgets.FloatSlider(value=0.0, min=-scale, max=scale, step=scale / 50, description=direction.label,
+                               style={"description_width": "initial"})
+
+
 def _class_picker(generator) -> widgets.Dropdown | None:
     """A conditional generator also draws a chosen class: a picker of its classes, by name (else None)."""
     names = getattr(generator, "class_names", ()) if getattr(generator, "num_classes", 0) else ()
@@ -123,6 +128,7 @@ def latent_sliders(
     """Interactive explorer of a generator's latent space; z_dim defaults to generator.z_dim.
 
     One slider per direction, named by its label; the default is the generator's first four principal directions.
+    The truncation slider ψ pulls the A→B latent towards the mean (latent.truncate) before the directions apply.
     A conditional generator (one with num_classes and class_names) also gets a picker of the class to draw.
     """
     z_dim = z_dim if z_dim is not None else getattr(generator, "z_dim", None)

@@ -25,18 +25,18 @@ LAYERS = {
     "__init__": FACE, "__main__": FACE, "cli": FACE,
     "train": WORKER, "latent": WORKER, "sliders": WORKER, "viz": WORKER, "metrics": WORKER, "pretrained": WORKER,
     "step": WORKER, "directions": WORKER, "build": WORKER, "evaluation": WORKER, "timing": WORKER,
-    "diagrams": WORKER, "diagnostics": WORKER, "onnx_export": WORKER,
+    "diagrams": WORKER, "diagnostics": WORKER, "onnx_export": WORKER, "playground": WORKER,
     "checkpoint": PART, "data": PART, "models": PART, "losses": PART, "config": PART, "runs": PART,
     "devices": PART, "images": PART, "distributed": PART, "augment": PART, "_version": PART, "catalog": PART,
     "seeds": PART, "ema": PART, "history": PART, "sources": PART, "prepared": PART, "celeba": PART, "storage": PART,
-    "scores": PART,
+    "scores": PART, "hub": PART,
     "colab": BOTTOM,
 }
 LAYER_NAMES = {FACE: "face", WORKER: "worker", PART: "part", BOTTOM: "bottom"}
 IMPORTABLE_BY_ALL = {"_version"}
 # Optional toolkits and the only modules allowed to import them (a future `distributed` module handles ranks).
 TOOLKIT_HOMES = {"google.colab": {"colab"}, "ipywidgets": {"sliders"}, "torch.distributed": {"distributed"},
-                 "onnx": {"onnx_export"}}
+                 "onnx": {"onnx_export"}, "huggingface_hub": {"hub"}}
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Real-browser tests: the latent sliders (Voilà serves a one-widget page) and the docs site's notebook 4 page, in
-Debian's Chromium driven by Playwright.
+"""Real-browser tests: the latent sliders (Voilà serves a one-widget page), the docs site's notebook 4 page and its
+playground page, in Debian's Chromium driven by Playwright.
 
 Needs tools/install_browser.sh (Chromium from apt, Voilà and Playwright from pip); fails, never skips, without them.
 DCGANLIB_BROWSER_GENERATOR picks the generator file (default: the shipped one); DCGANLIB_WRITE_FIGS=1 also
@@ -10,10 +10,13 @@ must fail.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import io
 import json
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +32,7 @@ from repo_root import ROOT
 
 from dcganlib import directions
 from dcganlib.metrics import classifier_probabilities
-from dcganlib.models import make_noise
+from dcganlib.models import generate, make_noise
 from dcganlib.pretrained import SHIPPED_CONDITIONAL_GENERATOR, SHIPPED_GENERATOR, load_generator
 from dcganlib.sliders import latent_sliders
 
@@ -291,3 +294,73 @@ def test_the_rendered_training_notebook_shows_its_figures(docs_site: Path, dog: 
         assert len(sizes) >= 6, f"{len(sizes)} figures on the page"
         assert all(width > 50 and height > 50 for width, height in sizes), sizes
         assert tab.get_by_text("train_step", exact=False).count() > 0
+
+
+PLAYGROUND_P50_MS = 50  # a redraw of a 28 px digit in the page: the forward pass and the canvas
+PLAYGROUND_MOVES = 24
+
+
+@contextmanager
+def site_server(site: Path) -> Iterator[str]:
+    """The built site over http on 127.0.0.1: a page opened from a file may not fetch its generators."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(site)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _canvas_image(tab) -> np.ndarray:
+    """The canvas's red channel as values in [-1, 1] (grey digits: red, green and blue agree)."""
+    rgba = np.asarray(tab.evaluate("() => window.dcganPlayground.canvasPixels()"), dtype=np.float64).reshape(28, 28, 4)
+    assert (rgba[..., 0] == rgba[..., 1]).all() and (rgba[..., 3] == 255).all()
+    return rgba[..., 0] / 127.5 - 1
+
+
+def test_the_playground_draws_what_torch_draws_and_redraws_fast(docs_site: Path, dog: Watchdog,
+                                                                 tmp_path: Path) -> None:
+    """The docs site's playground page, served over 127.0.0.1: its forward pass against torch's for the same z, the
+    canvas after a slider move and a class pick, and the time of a redraw."""
+    require_tools()
+    shipped, conditional = load_generator(), load_generator(SHIPPED_CONDITIONAL_GENERATOR)
+    with (site_server(docs_site) as url,
+          chromium_tab(tmp_path / "chromium-profile", dog, viewport={"width": 1200, "height": 900}) as tab):
+        tab.set_default_timeout(PAGE_LOAD_MS)
+        tab.goto(f"{url}/docs/playground/")
+        tab.evaluate("() => window.dcganPlayground.ready")
+        for row in make_noise(3, shipped.z_dim, seed=11).flatten(1):
+            drawn = tab.evaluate("([z]) => window.dcganPlayground.pixels('mnist28', z, 0)", [row.tolist()])
+            np.testing.assert_allclose(np.reshape(drawn, (1, 28, 28)), generate(shipped, row[None])[0], atol=1e-4)
+
+        before = tab.evaluate("() => window.dcganPlayground.latent()")
+        for _ in range(10):
+            tab.locator("#pg-direction-0").press("ArrowRight")
+        moved = torch.tensor(tab.evaluate("() => window.dcganPlayground.latent()"))
+        assert not torch.allclose(moved, torch.tensor(before)), "the PC1 slider did not move the latent"
+        np.testing.assert_allclose(_canvas_image(tab), generate(shipped, moved[None])[0, 0], atol=1.5 / 127.5)
+
+        tab.locator("#pg-model").select_option("mnist28-conditional")
+        tab.wait_for_function("() => document.querySelectorAll('#pg-class option').length === 10")
+        tab.locator("#pg-class").select_option(label="7")
+        z = torch.tensor(tab.evaluate("() => window.dcganPlayground.latent()"))
+        assert tab.evaluate("() => window.dcganPlayground.label()") == 7
+        expected = generate(conditional, z[None], torch.tensor([7]))[0, 0]
+        np.testing.assert_allclose(_canvas_image(tab), expected, atol=1.5 / 127.5)
+
+        tab.locator("#pg-model").select_option("mnist28")
+        tab.wait_for_function("() => document.querySelector('#pg-direction-1') !== null")
+        times = []
+        for _ in range(PLAYGROUND_MOVES):
+            tab.locator("#pg-direction-1").press("ArrowRight")
+            times.append(tab.evaluate("() => window.dcganPlayground.lastRenderMs()"))
+    p50 = float(np.median(times))
+    print(f"playground redraw: p50 {p50:.1f} ms, p95 {np.percentile(times, 95):.1f} ms over {len(times)} moves")
+    assert p50 < PLAYGROUND_P50_MS, f"a redraw takes {p50:.1f} ms at the median (target {PLAYGROUND_P50_MS} ms)"

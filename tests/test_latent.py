@@ -9,6 +9,7 @@ from dcganlib.latent import (
     interpolation_grid,
     lerp,
     slerp,
+    truncate,
     vector_arithmetic,
     walk,
 )
@@ -208,3 +209,12 @@ def test_default_counts():
     z0, z1 = pair()
     assert interpolate(z0, z1).shape == (8, Z_DIM, 1, 1)
     assert make_noise(1, Z_DIM, seed=0).shape == (1, Z_DIM, 1, 1)
+
+
+def test_truncation_scales_latents_towards_zero_and_refuses_psi_outside_0_to_1():
+    z = make_noise(5, 8, seed=0)
+    assert torch.equal(truncate(z, 1.0), z) and torch.equal(truncate(z, 0.0), torch.zeros_like(z))
+    torch.testing.assert_close(truncate(z, 0.7).norm(dim=1), 0.7 * z.norm(dim=1))
+    for psi in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            truncate(z, psi)

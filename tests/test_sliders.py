@@ -298,3 +298,15 @@ def test_sliders_in_a_kernel(ipywidgets_version, kernel_env):
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+def test_truncation_pulls_the_seed_latent_towards_the_mean_before_the_directions(explorer):
+    before = explorer.image.value
+    explorer.truncation.value = 0.5
+    explorer.direction_sliders[0].value = 1.0
+    assert explorer.image.value != before
+    expected = 0.5 * make_noise(1, Z_DIM, seed=0) + DIRECTIONS[0].vector.view(1, -1, 1, 1)
+    torch.testing.assert_close(explorer.current_latent(), expected)
+    explorer.direction_sliders[0].value = 0.0
+    explorer.truncation.value = 1.0
+    assert explorer.image.value == before

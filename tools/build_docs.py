@@ -27,6 +27,8 @@ from pathlib import Path
 import nbformat
 import papermill
 
+from dcganlib.playground import write_shipped_models
+
 if __package__:  # imported as tools.build_docs (the tests)
     from .photos import write_faces
 else:  # run as a script: tools/ is on sys.path
@@ -69,7 +71,7 @@ SITE_NOTES = {
 API_MODULES = ("config", "models", "losses", "step", "train", "data", "catalog", "sources", "prepared", "celeba",
                "checkpoint", "runs", "storage", "latent", "directions", "sliders", "viz", "images", "diagrams",
                "metrics", "scores", "diagnostics", "pretrained", "onnx_export", "devices", "colab", "distributed",
-               "augment", "build", "evaluation", "ema", "history", "seeds", "timing")
+               "augment", "build", "evaluation", "ema", "history", "seeds", "timing", "hub", "playground")
 NOT_IN_API = ("__init__", "__main__", "_version", "cli")
 
 
@@ -158,6 +160,7 @@ def stage(jobs: int) -> Path:
     (STAGE / "notebooks").mkdir(parents=True)
     shutil.copy(ROOT / "README.md", STAGE / "README.md")
     shutil.copytree(ROOT / "docs", STAGE / "docs")
+    write_shipped_models(STAGE / "docs" / "assets" / "playground")  # the playground page's generators
     shutil.copytree(ROOT / "figs", STAGE / "figs")
     (STAGE / "api.md").write_text(api_page(), encoding="utf-8")
     notebooks = sorted(NOTEBOOKS.glob("*.ipynb"), key=lambda path: path.name not in SITE_PARAMETERS)
