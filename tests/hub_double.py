@@ -34,6 +34,7 @@ class FakeHub:
     root: Path
     private: dict[str, bool] = field(default_factory=dict)
     calls: list[tuple[str, dict]] = field(default_factory=list)
+    writable: bool = True  # False: every upload is refused, as for a read-only token
 
     def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
         folder = self.root / repo_id / revision
@@ -61,6 +62,8 @@ class FakeHub:
             repo_id = arguments["repo_id"]
             if repo_id not in self.private:
                 raise hub_error(huggingface_hub.errors.RepositoryNotFoundError, f"404 Not Found: {repo_id}")
+            if not self.writable:
+                raise hub_error(huggingface_hub.errors.HfHubHTTPError, "403 Forbidden: you have read access only")
             shutil.copytree(arguments["folder_path"], self.root / repo_id / "main", dirs_exist_ok=True)
 
         def hf_hub_download(*args, **kwargs):

@@ -68,6 +68,14 @@ def test_a_malformed_hub_name_is_one_clear_error(name):
         parse_hub_name(name)
 
 
+def test_a_refused_upload_or_a_bad_repo_name_is_one_clear_error(hub, trained_run):
+    hub.writable = False
+    with pytest.raises(HubError, match=r"refused the upload to me/digits: 403 Forbidden.*huggingface-cli login"):
+        push_generator(trained_run, "me/digits")
+    with pytest.raises(HubNameError, match="'digits' is not a Hub repo: write user/name"):
+        push_generator(trained_run, "digits")
+
+
 def test_a_missing_repo_says_what_to_check(hub):
     with pytest.raises(HubError, match=r"no generator at hf://nobody/nothing: 404 .*huggingface-cli login"):
         load_generator("hf://nobody/nothing")
