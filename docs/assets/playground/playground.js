@@ -160,7 +160,7 @@
     const row = document.createElement("label");
     row.className = "pg-row";
     row.innerHTML = `<span>${label}</span><input type="range" id="${id}" min="${min}" max="${max}" step="${step}"` +
-      ` value="${value}"><output for="${id}">${value}</output>`;
+      ` value="${value}"><output for="${id}">${(+value).toFixed(2)}</output>`;
     const input = row.querySelector("input");
     input.addEventListener("input", () => {
       row.querySelector("output").textContent = (+input.value).toFixed(2);
