@@ -5,7 +5,6 @@ with the package for notebook 4's lab."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,7 +58,7 @@ class RecordedRun:
     @classmethod
     def load(cls, path: str | Path) -> RecordedRun:
         """A record that `save` wrote."""
-        with np.load(io.BytesIO(Path(path).read_bytes()), allow_pickle=False) as arrays:
+        with np.load(path, allow_pickle=False) as arrays:
             meta = json.loads(str(arrays["meta"]))
             epochs = {name: arrays[f"epoch_{name}"].tolist() for name in EPOCH_COLUMNS}
             return cls(meta["title"], meta["settings"], epochs, arrays["class_counts"].tolist(),

@@ -111,6 +111,12 @@ def class_directions(
     return [Direction(v / v.norm(), f"towards {c}") for v, c in zip(vectors, classes, strict=True)]
 
 
+def notebook_directions(generator: nn.Module) -> list[Direction]:
+    """Notebook 5's named directions of a digit generator: its first four principal directions and those towards a
+    0, a 1 and a 7 (also the directions figure's and the docs site playground's)."""
+    return principal_directions(generator, 4) + class_directions(generator, [0, 1, 7])
+
+
 def direction_sweeps(
     generator: Callable[[Tensor], Tensor], z: Tensor, directions: Sequence[Direction], offsets: Sequence[float]
 ) -> Tensor:

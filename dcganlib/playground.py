@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import storage
-from .directions import Direction, class_directions, principal_directions
+from .directions import Direction, notebook_directions
 from .models import ConditionalBatchNorm2d, Generator
 from .pretrained import SHIPPED_CONDITIONAL_GENERATOR, load_generator
 
@@ -54,14 +54,13 @@ def _layers(generator: Generator) -> list[dict]:
 def browser_model(generator: Generator, directions: Sequence[Direction] = ()) -> tuple[dict, bytes]:
     """(description, weights): what playground.js needs to run `generator`, with named latent `directions`."""
     chunks: list[bytes] = []
-    offset = 0
 
     def stored(tensor: torch.Tensor) -> list[int]:
-        nonlocal offset
+        """Append `tensor` to the weights file; its [start, length] there, in float32 values."""
         data = tensor.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
+        start = sum(map(len, chunks)) // 4
         chunks.append(data)
-        offset += len(data) // 4
-        return [offset - len(data) // 4, len(data) // 4]
+        return [start, len(data) // 4]
 
     layers = []
     for layer in _layers(generator):
@@ -96,9 +95,6 @@ def write_browser_model(generator: Generator, folder: Path, name: str,
 def write_shipped_models(folder: Path) -> list[Path]:
     """The playground's generators: the shipped one with notebook 5's directions, and the conditional one."""
     generator = load_generator()
-    with torch.no_grad():
-        found = principal_directions(generator, 4) + class_directions(generator, [0, 1, 7])
-    conditional = load_generator(SHIPPED_CONDITIONAL_GENERATOR)
-    paths = write_browser_model(generator, folder, SHIPPED_MODELS[0], found)
-    paths += write_browser_model(conditional, folder, SHIPPED_MODELS[1])
-    return [Path(path) for path in paths]
+    paths = write_browser_model(generator, folder, SHIPPED_MODELS[0], notebook_directions(generator))
+    paths += write_browser_model(load_generator(SHIPPED_CONDITIONAL_GENERATOR), folder, SHIPPED_MODELS[1])
+    return list(paths)

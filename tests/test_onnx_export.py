@@ -34,9 +34,10 @@ def test_the_onnx_generator_draws_what_torch_draws_in_eval_mode(tmp_path):
         z = make_noise(count, generator.z_dim, seed=count)
         expected = generate(generator, z).numpy()  # eval mode: BatchNorm's running statistics
         np.testing.assert_allclose(onnx_images(path, z), expected, atol=TOLERANCE, rtol=0)
-    operators = {node.op_type for node in onnx.load(path).graph.node}
+    model = onnx.load(path)
+    operators = {node.op_type for node in model.graph.node}
     assert "BatchNormalization" not in operators and "ConvTranspose" in operators  # folded into the convolutions
-    metadata = {prop.key: prop.value for prop in onnx.load(path).metadata_props}
+    metadata = {prop.key: prop.value for prop in model.metadata_props}
     assert metadata["dcganlib.z_dim"] == "64" and metadata["dcganlib.num_classes"] == "0"
 
 

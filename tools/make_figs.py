@@ -38,8 +38,8 @@ def digit_latents(generator, z_dim: int, digit: int, count: int, pool: int = 200
 def directions_figure(figs: Path) -> None:
     """Notebook 05's directions (4 principal, towards 0, 1 and 7) of the shipped generator, swept from seed 0."""
     generator = load_generator()
-    found = directions.principal_directions(generator, 4) + directions.class_directions(generator, [0, 1, 7])
-    plot_directions(generator, found, make_noise(1, generator.z_dim, seed=0), path=figs / "directions.png")
+    plot_directions(generator, directions.notebook_directions(generator), make_noise(1, generator.z_dim, seed=0),
+                    path=figs / "directions.png")
 
 
 def main(argv=None) -> None:
