@@ -10,18 +10,19 @@ DEMO_DIR ?= runs/demo
 setup: $(STAMP)
 
 # The Colab journey's runtime (tests/colab_sim.py): Colab's Python where this machine has one (3.13), with Colab's
-# package versions (tests/colab_versions.txt); a CUDA build of torch from PyPI, about 5 GB, running on the CPU.
+# package versions (tests/colab_versions.txt); a CUDA build of torch from PyPI running on the CPU: 5.5 GB installed,
+# 7.5 GB at the peak of its installation.
 COLAB_ENV := $(VENV)/colab
 $(COLAB_ENV)/.installed: tests/colab_versions.txt tools/colab_env.sh
-	bash tools/colab_env.sh $(COLAB_ENV) 3.13 $(PYTHON) -r tests/colab_versions.txt
+	MIN_FREE_GB=8 bash tools/colab_env.sh $(COLAB_ENV) 3.13 $(PYTHON) -r tests/colab_versions.txt
 	touch $@
 
 # The oldest Colab runtime version supported, 2026.04 (tests/colab_oldest_versions.txt): its Python, 3.12, and its
 # versions of dcganlib's dependencies, which are dcganlib's floors; the fast tier runs there too. Another CUDA build
-# of torch from PyPI, about 5 GB.
+# of torch from PyPI: 8 GB installed, 12.4 GB at the peak of its installation.
 FLOORS_ENV := $(VENV)/floors
 $(FLOORS_ENV)/.installed: tests/colab_oldest_versions.txt pyproject.toml tools/colab_env.sh
-	bash tools/colab_env.sh $(FLOORS_ENV) 3.12 $(PYTHON) -c tests/colab_oldest_versions.txt -e ".[test]"
+	MIN_FREE_GB=13 bash tools/colab_env.sh $(FLOORS_ENV) 3.12 $(PYTHON) -c tests/colab_oldest_versions.txt -e ".[test]"
 	touch $@
 
 # Reinstalled only when the dependency lists change; constraints.txt pins the CPU torch/torchvision pair.
@@ -44,8 +45,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check dcganlib tests benchmarks tools notebooks
 	$(BIN)/python tools/set_repo_url.py --check
 
-# The browser test needs Debian's Chromium (installed once, as root, as CI runs).
-test: $(STAMP) $(COLAB_ENV)/.installed $(FLOORS_ENV)/.installed lint
+# The browser test needs Debian's Chromium (installed once, as root, as CI runs). The largest environment is built
+# first, while the disk is emptiest: about 20 GB free is enough for all three (docs/development.md).
+test: $(FLOORS_ENV)/.installed $(COLAB_ENV)/.installed $(STAMP) lint
 	bash tools/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest
 	$(FLOORS_ENV)/bin/python -m pytest -m "not slow" -q -p no:cacheprovider

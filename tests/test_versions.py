@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 
 from packaging.requirements import Requirement
@@ -36,3 +39,22 @@ def test_every_floor_is_the_oldest_supported_runtimes_version_and_todays_colab_m
         assert pinned.release[: len(floor_parts)] == floor_parts, (
             f"{requirement}: the floor is below {pinned}, the oldest version tested; raise it")
         assert today[requirement.name.lower()] in requirement.specifier, f"today's Colab does not meet {requirement}"
+
+
+def build_environment(tmp_path, min_free_gb: int, *pip_args: str):
+    env_dir = tmp_path / "env"
+    result = subprocess.run(
+        ["bash", str(ROOT / "tools" / "colab_env.sh"), str(env_dir), "3.11", sys.executable, *pip_args],
+        capture_output=True, text=True, env={**os.environ, "MIN_FREE_GB": str(min_free_gb)},
+    )
+    return env_dir, result
+
+
+def test_an_environment_build_on_a_disk_too_small_stops_at_once_with_the_space_it_needs(tmp_path):
+    env_dir, result = build_environment(tmp_path, 10**6, "--no-index", "pip")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "needs about 1000000 GB free" in result.stderr
+    assert not env_dir.exists()
+    env_dir, result = build_environment(tmp_path, 0, "--no-index", "pip")
+    assert result.returncode == 0, result.stderr
+    assert (env_dir / "bin" / "python").exists()
