@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(BIN)/python tools/set_repo_url.py --check
 
 # The browser test needs Debian's Chromium (installed once, as root, as CI runs). The largest environment is built
-# first, while the disk is emptiest: about 20 GB free is enough for all three (docs/development.md).
+# first, while the disk is emptiest: on a clean clone `make test` peaks at 21 GB of disk (docs/development.md).
 test: $(FLOORS_ENV)/.installed $(COLAB_ENV)/.installed $(STAMP) lint
 	bash tools/install_browser.sh $(BIN)/python
 	$(BIN)/python -m pytest
