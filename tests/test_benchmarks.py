@@ -245,6 +245,38 @@ def test_recipes_are_compared_over_seeds_on_the_folder(recipes, tmp_path, monkey
     assert "40 digits in a folder" in text and "| DiffAugment |" in text
 
 
+@pytest.fixture(scope="module")
+def lottery(quality):
+    return importlib.import_module("benchmarks.lottery")
+
+
+def test_a_run_exits_the_blob_phase_at_the_first_epoch_that_draws_every_class(lottery):
+    assert lottery.exit_epoch([1, 4, 10, 9, 10]) == 3
+    assert lottery.exit_epoch([1, 9, 9]) is None
+    runs = [{"seed": seed, "precision": precision, "exit_epoch": exit, "fid": {"20": fid}}
+            for seed, precision, exit, fid in [(0, "bf16", None, 200.0), (1, "bf16", 8, 60.0), (2, "bf16", 12, 90.0),
+                                                (0, "fp32", 7, 70.0)]]
+    summary = lottery.summarise(runs, epochs=20)
+    assert summary["bf16"]["exited"] == 2 and summary["bf16"]["not_exited_seeds"] == [0]
+    assert summary["bf16"]["exit_epoch"] == {"median": 10, "min": 8, "max": 12}
+    assert summary["fp32"]["runs"] == 1 and summary["fp32"]["fid"]["20"]["median"] == 70.0
+
+
+def test_the_lottery_counts_the_classes_after_every_epoch_of_every_seed_and_precision(lottery, recipes, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(lottery, "SAMPLES", 100)
+    folder = recipes.write_folder(tmp_path / "digits", count=40)
+    result = lottery.lottery("demo", seeds=(0, 1), precisions=("fp32",), epochs=2, fid_at=(1,),
+                             dataset=f"folder:{folder}", augment="translation")
+    runs = result["runs"]
+    assert [(run["seed"], run["precision"]) for run in runs] == [(0, "fp32"), (1, "fp32")]
+    assert all(len(run["classes"]) == 2 and 1 <= min(run["classes"]) for run in runs)
+    assert all(list(run["fid"]) == ["1", "2"] for run in runs) and runs[0]["fid"] != runs[1]["fid"]
+    assert result["overrides"]["augment"] == "translation" and result["summary"]["fp32"]["runs"] == 2
+    text = lottery.markdown({"machine": {"cpu": "test cpu"}, "result": result})
+    assert "augment=translation" in text and "FID at epoch 1 | FID at epoch 2 |" in text and "| fp32 |" in text
+
+
 def test_the_data_feed_benchmark_measures_both_feeds_preparing_loading_and_a_rerun(tmp_path):
     data_feed = importlib.import_module("benchmarks.data_feed")
     result = data_feed.run_benchmark(300, 1, torch.device("cpu"), tmp_path, log=lambda _: None)
