@@ -37,7 +37,7 @@ $(STAMP): pyproject.toml constraints.txt requirements.txt
 	touch $(STAMP)
 
 # The course net at batch 32 and lr 5e-4 for 55 epochs (preset demo): all ten digits within ~10 epochs on most seeds,
-# not ~50 (docs/results.md).
+# not after 50-90 grey-blob epochs (docs/results.md).
 demo: $(STAMP)
 	$(BIN)/python -m dcganlib train --preset demo --dataset mnist-5k --run-dir $(DEMO_DIR)
 
