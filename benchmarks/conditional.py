@@ -16,13 +16,10 @@ import argparse
 import contextlib
 import functools
 import json
-import multiprocessing
-import os
 import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from unittest import mock
 
@@ -44,6 +41,7 @@ from benchmarks.quality import (  # noqa: E402
     at_time,
     cell,
     draw_median_and_range,
+    map_over_processes,
     save_figure,
     score,
 )
@@ -156,13 +154,7 @@ def summarise(curves: dict[str, list[list[dict]]], epochs: int) -> dict:
 
 def compare(epochs: int = EPOCHS, seeds=SEEDS, every: int = 5, jobs: int = 1) -> dict:
     """Curves per seed for every net, and their summary."""
-    if jobs > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            per_seed = list(pool.map(functools.partial(seed_curves, epochs=epochs, every=every, threads=threads),
-                                     seeds))
-    else:
-        per_seed = [seed_curves(seed, epochs, every) for seed in seeds]
+    per_seed = map_over_processes(functools.partial(seed_curves, epochs=epochs, every=every), seeds, jobs)
     curves = {net: [found[net] for found in per_seed] for net in NETS}
     return {"epochs": epochs, "seeds": list(seeds), "curves": curves, "summary": summarise(curves, epochs)}
 

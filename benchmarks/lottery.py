@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import multiprocessing
-import os
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -29,7 +26,7 @@ from dcganlib.models import make_noise
 from dcganlib.train import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, when run as a script
-from benchmarks.quality import cell, spread  # noqa: E402
+from benchmarks.quality import cell, map_over_processes, spread  # noqa: E402
 from benchmarks.speed import machine_info  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -85,12 +82,7 @@ def lottery(preset: str = "demo", seeds=SEEDS, precisions=PRECISIONS, epochs: in
     """Every (seed, precision) run, `jobs` at a time in processes of their own, and their summary."""
     work = functools.partial(run, preset, epochs, fid_at=tuple(fid_at), **overrides)
     pairs = [(seed, precision) for precision in precisions for seed in seeds]
-    if jobs > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            runs = list(pool.map(functools.partial(work, threads=threads), pairs))
-    else:
-        runs = [work(pair) for pair in pairs]
+    runs = map_over_processes(work, pairs, jobs)
     return {"preset": preset, "overrides": overrides, "epochs": epochs, "runs": runs,
             "summary": summarise(runs, epochs)}
 

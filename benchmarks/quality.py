@@ -213,6 +213,16 @@ def seed_curves(preset: str, epochs: int, seed: int, variants=("dcganlib",), pro
     return curves
 
 
+def map_over_processes(work, items, jobs: int = 1) -> list:
+    """`work(item)` for every item, in order: here when jobs is 1, else in `jobs` spawned processes at once, each
+    called with `threads=`, its equal share of the cores."""
+    if jobs <= 1:
+        return [work(item) for item in items]
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(functools.partial(work, threads=threads), items))
+
+
 def compare(preset: str, epochs: int, seeds=SEEDS, variants=("dcganlib",), probes=EMA_PROBES,
             library_epochs: int | None = None, every: int = 1, jobs: int = 1, **overrides) -> dict:
     """Curves per seed for the reference and each dcganlib variant; dcganlib trains at least the reference's time.
@@ -223,13 +233,7 @@ def compare(preset: str, epochs: int, seeds=SEEDS, variants=("dcganlib",), probe
     """
     library_epochs = max(epochs, library_epochs or epochs)
     arguments = {"variants": variants, "probes": probes, "library_epochs": library_epochs, "every": every, **overrides}
-    if jobs > 1:
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            per_seed = list(pool.map(functools.partial(seed_curves, preset, epochs, threads=threads, **arguments),
-                                     seeds))
-    else:
-        per_seed = [seed_curves(preset, epochs, seed, **arguments) for seed in seeds]
+    per_seed = map_over_processes(functools.partial(seed_curves, preset, epochs, **arguments), seeds, jobs)
     curves: dict[str, list[list[dict]]] = {}
     for found in per_seed:
         for name, curve in found.items():
